@@ -1,0 +1,214 @@
+"""Streaming animation of a source image by a driving video (paper Sec. 3.4)."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Iterable, Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+
+from .errors import FommLabError
+from .keypoints import Keypoints, movement_scale, normalize_keypoints
+from .model import FommModel
+from .nets import SourceMotionCache
+
+log = logging.getLogger(__name__)
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    """torch dtype from a name ('float32', 'bfloat16', 'float16') or a dtype."""
+    if isinstance(dtype, torch.dtype):
+        if dtype not in _DTYPES.values():
+            raise FommLabError(f"dtype {dtype} is not supported; use one of {', '.join(_DTYPES)}")
+        return dtype
+    if dtype not in _DTYPES:
+        raise FommLabError(f"dtype {dtype!r} is not supported; use one of {', '.join(_DTYPES)}")
+    return _DTYPES[dtype]
+
+
+@dataclass(frozen=True)
+class _Source:
+    """Everything computed once per source image."""
+
+    keypoints: Keypoints  # (1, K, .)
+    features: torch.Tensor  # (1, F, h', w') generator encoder output
+    motion: SourceMotionCache
+
+
+class Animator:
+    """Animates one source image with the motion of driving frames.
+
+    ``Animator(model, relative=True, adapt_scale=True).animate(source, driving)`` yields one uint8
+    (H, W, 3) frame per driving frame, consuming ``driving`` lazily: memory does not grow with the
+    clip length. The source's keypoints and encoder features are computed once.
+
+    relative:    transfer the driving motion relative to a reference driving frame (Eq. 9-10 of the
+                 paper, the recommended mode); False uses the driving keypoints as they are (absolute).
+    adapt_scale: scale relative motion by sqrt(area(source kp hull) / area(reference kp hull)).
+    batch_size:  driving frames processed together (faster on GPUs).
+    dtype:       float32 (exact), or bfloat16/float16 for the dense motion network and generator
+                 (keypoints stay float32).
+
+    For a live loop use the stage methods: ``set_source(image)``, ``set_reference(frame)``,
+    ``step(frame) -> frame``.
+    """
+
+    def __init__(
+        self,
+        model: FommModel,
+        relative: bool = True,
+        adapt_scale: bool = True,
+        batch_size: int = 1,
+        dtype: str | torch.dtype = torch.float32,
+    ):
+        if batch_size < 1:
+            raise FommLabError(f"batch_size must be at least 1, got {batch_size}")
+        self.model = model
+        self.relative = relative
+        self.adapt_scale = adapt_scale
+        self.batch_size = batch_size
+        self.dtype = resolve_dtype(dtype)
+        self._source: _Source | None = None
+        self._reference: Keypoints | None = None
+        self._scale: float | None = None
+
+    # -- tensors ---------------------------------------------------------------------------
+    def _to_tensor(self, frames: list[np.ndarray]) -> torch.Tensor:
+        """uint8 (or float in [0, 1]) HxWx3 frames -> (N, 3, H, W) float32 on the model's device."""
+        height, width = self.model.frame_size
+        batch = []
+        for frame in frames:
+            frame = np.asarray(frame)
+            if frame.ndim != 3 or frame.shape[2] != 3:
+                raise FommLabError(f"expected an RGB frame of shape (H, W, 3), got an array of shape {frame.shape}")
+            if frame.shape[:2] != (height, width):
+                shrink = frame.shape[0] > height or frame.shape[1] > width
+                frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
+            batch.append(frame.astype(np.float32) / 255.0 if frame.dtype == np.uint8 else frame.astype(np.float32))
+        array = np.ascontiguousarray(np.stack(batch).transpose(0, 3, 1, 2))
+        return torch.from_numpy(array).to(self.model.device)
+
+    @staticmethod
+    def _to_frames(prediction: torch.Tensor) -> list[np.ndarray]:
+        """(N, 3, H, W) in [0, 1] -> list of uint8 (H, W, 3)."""
+        out = (prediction.float().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        return list(out)
+
+    def _autocast(self):
+        if self.dtype == torch.float32:
+            return nullcontext()
+        return torch.autocast(device_type=self.model.device.type, dtype=self.dtype)
+
+    # -- stages ----------------------------------------------------------------------------
+    @torch.inference_mode()
+    def set_source(self, image: np.ndarray) -> None:
+        """Compute and keep the source's keypoints and features (once per source image)."""
+        tensor = self._to_tensor([image])
+        keypoints = self.model.kp_detector(tensor)
+        motion = self.model.generator.dense_motion_network.prepare(tensor, keypoints)
+        with self._autocast():
+            features = self.model.generator.encode(tensor)
+        self._source = _Source(keypoints, features, motion)
+        self._scale = None
+
+    @torch.inference_mode()
+    def set_reference(self, frame: np.ndarray) -> None:
+        """Use ``frame`` as the reference (initial) driving frame for relative motion."""
+        self._reference = self.model.kp_detector(self._to_tensor([frame]))
+        self._scale = None
+
+    @property
+    def has_reference(self) -> bool:
+        return self._reference is not None
+
+    def _movement_scale(self) -> float:
+        if self._scale is None:
+            self._scale = movement_scale(self._source.keypoints, self._reference) if self.adapt_scale else 1.0
+        return self._scale
+
+    @torch.inference_mode()
+    def _predict(self, frames: list[np.ndarray]) -> list[np.ndarray]:
+        if self._source is None:
+            raise FommLabError("no source image: call set_source(image) first")
+        if self.relative and self._reference is None:
+            raise FommLabError("relative motion needs a reference driving frame: call set_reference(frame) first")
+        source = self._source
+        kp_driving = self.model.kp_detector(self._to_tensor(frames))
+        kp_norm = normalize_keypoints(
+            source.keypoints,
+            kp_driving,
+            self._reference,
+            relative=self.relative,
+            adapt_scale=self.adapt_scale,
+            scale=self._movement_scale() if self.relative else None,
+        )
+        generator = self.model.generator
+        with self._autocast():
+            deformation, occlusion = generator.dense_motion_network(source.motion, kp_norm)
+            prediction = generator.decode(source.features, deformation, occlusion)
+        return self._to_frames(prediction)
+
+    def step(self, frame: np.ndarray) -> np.ndarray:
+        """Animate the source with one driving frame (live loop). Uses the first frame as the
+        reference when relative motion is on and none was set."""
+        if self.relative and self._reference is None:
+            self.set_reference(frame)
+        return self._predict([frame])[0]
+
+    # -- whole clip ------------------------------------------------------------------------
+    def animate(
+        self,
+        source: np.ndarray,
+        driving: Iterable[np.ndarray],
+        best_frame: int | None = None,
+        progress: bool = False,
+        total: int | None = None,
+    ) -> Iterator[np.ndarray]:
+        """Yield the animated frames, one per driving frame, in order.
+
+        best_frame: index of the driving frame used as the reference for relative motion (default
+        the first). The paper's demo animates forward and backward from that frame; since every
+        frame depends only on itself and the reference, streaming in order gives the same frames.
+        Frames before ``best_frame`` are held until it arrives (memory bounded by its index).
+        """
+        self.set_source(source)
+        self._reference = None
+        reference_index = 0 if best_frame is None else int(best_frame)
+        if reference_index < 0:
+            raise FommLabError(f"best_frame must be >= 0, got {best_frame}")
+        frames = iter(driving)
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=total, desc="animating", unit="frame")
+        try:
+            pending: list[np.ndarray] = []
+            if self.relative:
+                head = list(itertools.islice(frames, reference_index + 1))
+                if len(head) <= reference_index:
+                    raise FommLabError(
+                        f"best_frame {reference_index} is past the end of the driving clip ({len(head)} frames)"
+                    )
+                self.set_reference(head[reference_index])
+                pending = head
+            yield from self._batched(itertools.chain(pending, frames), bar)
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def _batched(self, frames: Iterator[np.ndarray], bar) -> Iterator[np.ndarray]:
+        while True:
+            batch = list(itertools.islice(frames, self.batch_size))
+            if not batch:
+                return
+            yield from self._predict(batch)
+            if bar is not None:
+                bar.update(len(batch))

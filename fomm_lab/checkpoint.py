@@ -1,0 +1,115 @@
+"""Reading official FOMM checkpoint files safely and loading them into the networks.
+
+Official files (``vox-cpk.pth.tar`` ...) are torch pickles (legacy or zip format) holding a dict
+with ``generator`` and ``kp_detector`` state dicts plus training state (``discriminator``,
+``optimizer_*``, ``epoch``) that inference ignores. They are always read with
+``torch.load(weights_only=True)``: a file that would run code when unpickled is refused.
+"""
+
+from __future__ import annotations
+
+import pickle
+import tarfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .errors import CheckpointError
+
+REQUIRED_ENTRIES = ("generator", "kp_detector")
+_HINT = "download it again (`fomm-lab download NAME`) or check the path"
+
+
+def _sniff(path: Path) -> None:
+    """Raise a specific CheckpointError for files that are clearly not a torch checkpoint."""
+    if path.is_dir():
+        if (path / "data.pkl").exists() or any(path.glob("*/data.pkl")):
+            raise CheckpointError(
+                f"{path} is a folder holding an unpacked checkpoint: a .pth.tar file is a torch checkpoint, "
+                "not a tar archive, and must not be extracted. Use the original .pth.tar file itself."
+            )
+        raise CheckpointError(f"{path} is a folder, not a checkpoint file")
+    size = path.stat().st_size
+    if size == 0:
+        raise CheckpointError(f"{path} is empty (0 bytes): the download failed; {_HINT}")
+    with path.open("rb") as fh:
+        head = fh.read(512)
+    lowered = head.lstrip().lower()
+    if lowered.startswith((b"<!doctype", b"<html", b"<head", b"<?xml")) or b"<html" in lowered[:256]:
+        raise CheckpointError(
+            f"{path} is an HTML page, not a checkpoint (a download link served a web page, e.g. a Google Drive "
+            f"quota or confirmation page); {_HINT}"
+        )
+    if path.name == "data.pkl":
+        raise CheckpointError(
+            f"{path} is one file of an unpacked checkpoint: a .pth.tar file is a torch checkpoint, not a tar "
+            "archive, and must not be extracted. Use the original .pth.tar file itself."
+        )
+    if not head.startswith(b"PK") and tarfile.is_tarfile(path):
+        raise CheckpointError(
+            f"{path} is a tar archive, not a torch checkpoint; extract the .pth.tar checkpoint from it and use that"
+        )
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """Load a checkpoint file's top-level dict without executing code.
+
+    Returns the dict (entries such as ``generator`` and ``kp_detector`` are state dicts of tensors).
+    Raises CheckpointError saying what the file is when it is not a usable checkpoint.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist; {_HINT}")
+    _sniff(path)
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "Unsupported global" in str(exc) or "Unsupported class" in str(exc):
+            raise CheckpointError(
+                f"{path} contains Python objects that would run code when loaded; it was refused and nothing was "
+                "executed. Official FOMM checkpoints hold only tensors: use one from a trusted source."
+            ) from exc
+        raise CheckpointError(f"{path} is truncated or corrupt, not a readable torch checkpoint ({exc}); {_HINT}") from exc
+    except Exception as exc:  # torch raises many types (EOFError, KeyError, RuntimeError ...) for bad bytes
+        raise CheckpointError(
+            f"{path} is truncated or corrupt ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+            f"{_HINT}"
+        ) from exc
+    if not isinstance(data, Mapping):
+        raise CheckpointError(f"{path} holds a {type(data).__name__}, not a checkpoint dict; {_HINT}")
+    missing = [key for key in REQUIRED_ENTRIES if key not in data]
+    if missing:
+        raise CheckpointError(
+            f"{path} has no {' or '.join(repr(m) for m in missing)} entry (it has: {', '.join(map(str, data)) or 'nothing'}); "
+            "it is not a First Order Motion Model checkpoint"
+        )
+    return dict(data)
+
+
+def strip_prefix(state: Mapping[str, torch.Tensor], prefix: str = "module.") -> dict[str, torch.Tensor]:
+    """Remove a DataParallel ``module.`` prefix from every key that has it."""
+    return {(k[len(prefix):] if k.startswith(prefix) else k): v for k, v in state.items()}
+
+
+def mismatch(module: nn.Module, state: Mapping[str, torch.Tensor]) -> tuple[list[str], list[str], list[str]]:
+    """Keys missing from ``state``, unexpected in it, and present with another shape."""
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shaped = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}"
+        for k in expected
+        if k in state and tuple(state[k].shape) != tuple(expected[k].shape)
+    ]
+    return missing, unexpected, shaped
+
+
+def describe_mismatch(name: str, missing: list[str], unexpected: list[str], shaped: list[str], limit: int = 6) -> str:
+    def fmt(title: str, items: list[str]) -> str:
+        more = f" (+{len(items) - limit} more)" if len(items) > limit else ""
+        return f"{title} ({len(items)}): {', '.join(items[:limit])}{more}"
+
+    parts = [fmt(t, i) for t, i in (("missing", missing), ("unexpected", unexpected), ("shape (file vs config)", shaped)) if i]
+    return f"{name}: " + "; ".join(parts)

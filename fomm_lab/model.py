@@ -1,0 +1,125 @@
+"""Building the networks from a config and loading checkpoint weights into them."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .checkpoint import describe_mismatch, mismatch, read_checkpoint, strip_prefix
+from .config import available_configs, load_config
+from .device import pick_device
+from .errors import CheckpointError
+from .nets import KPDetector, OcclusionAwareGenerator
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FommModel:
+    """A keypoint detector and a generator built from one config, in eval mode on one device."""
+
+    kp_detector: KPDetector
+    generator: OcclusionAwareGenerator
+    config: dict
+    device: torch.device
+    name: str = "custom"
+    checkpoint: Path | None = None
+    frame_size: tuple[int, int] = field(default=(256, 256))
+
+
+def build_networks(config: dict, device: str | torch.device = "cpu") -> tuple[KPDetector, OcclusionAwareGenerator]:
+    """Instantiate both networks from a config dict (official yaml layout) on ``device``."""
+    params = config["model_params"]
+    common = params["common_params"]
+    with torch.device(device):
+        kp_detector = KPDetector(**params["kp_detector_params"], **common)
+        generator = OcclusionAwareGenerator(**params["generator_params"], **common)
+    return kp_detector, generator
+
+
+def frame_size(config: dict) -> tuple[int, int]:
+    """(height, width) the model was trained on (``dataset_params.frame_shape``), default 256x256."""
+    dataset = config.get("dataset_params") or {}
+    shape = dataset.get("frame_shape") or dataset.get("image_shape") or (256, 256, 3)
+    return int(shape[0]), int(shape[1])
+
+
+def fitting_configs(states: dict[str, dict]) -> list[str]:
+    """Shipped config names whose networks have exactly the keys and shapes of ``states``."""
+    fits = []
+    for name in available_configs():
+        networks = dict(zip(("kp_detector", "generator"), build_networks(load_config(name), device="meta")))
+        if all(not any(mismatch(networks[k], states[k])) for k in networks):
+            fits.append(name)
+    return fits
+
+
+def load_weights(kp_detector: KPDetector, generator: OcclusionAwareGenerator, checkpoint: str | Path, config_label: str) -> None:
+    """Load a checkpoint file into the networks, with an error that explains any mismatch."""
+    data = read_checkpoint(checkpoint)
+    states = {name: strip_prefix(data[name]) for name in ("kp_detector", "generator")}
+    problems = []
+    for name, module in (("kp_detector", kp_detector), ("generator", generator)):
+        diff = mismatch(module, states[name])
+        if any(diff):
+            problems.append(describe_mismatch(name, *diff))
+    if problems:
+        fits = fitting_configs(states)
+        hint = (
+            f"the shipped config(s) {', '.join(fits)} fit this file: pass config={fits[0]!r}"
+            if fits
+            else "no shipped config fits it: pass the yaml config it was trained with"
+        )
+        raise CheckpointError(f"checkpoint {checkpoint} does not fit config {config_label}: {'; '.join(problems)}. {hint}")
+    kp_detector.load_state_dict(states["kp_detector"], strict=True)
+    generator.load_state_dict(states["generator"], strict=True)
+
+
+def _registry_entry(name: str):
+    from . import registry
+
+    return registry.MODELS.get(name)
+
+
+def load_model(
+    config: str | Path,
+    checkpoint: str | Path | None = None,
+    device: str | torch.device | None = None,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+) -> FommModel:
+    """Build a FOMM model and load its weights.
+
+    config: a registry name (``"vox"``, ``"vox-adv"``, ``"taichi"`` ...: the checkpoint is found in the
+    cache or downloaded and verified), a shipped config name (``"vox-256"``) or a yaml path.
+    checkpoint: a ``.pth.tar`` file; None with a registry name uses the registry; None with a config
+    name or path leaves random weights (for tests and benchmarks; a warning says so).
+    device: None picks cuda > mps > cpu.
+    """
+    entry = _registry_entry(str(config)) if isinstance(config, str) else None
+    label = str(config)
+    if entry is not None:
+        cfg = load_config(entry.config)
+        if checkpoint is None:
+            from .download import ensure_checkpoint
+
+            checkpoint = ensure_checkpoint(entry.name, cache_dir=cache_dir, progress=progress)
+        label = f"{entry.config} ({entry.name})"
+    else:
+        cfg = load_config(config)
+    chosen = pick_device(device)
+    kp_detector, generator = build_networks(cfg, device="cpu")
+    if checkpoint is not None:
+        load_weights(kp_detector, generator, checkpoint, label)
+    else:
+        log.warning("fomm_lab: no checkpoint given for config %s: the model has random weights", label)
+    kp_detector.to(chosen).eval().requires_grad_(False)
+    generator.to(chosen).eval().requires_grad_(False)
+    name = entry.name if entry is not None else Path(str(config)).stem
+    return FommModel(
+        kp_detector, generator, cfg, chosen, name=name,
+        checkpoint=Path(checkpoint) if checkpoint is not None else None, frame_size=frame_size(cfg),
+    )

@@ -1,0 +1,52 @@
+"""Fixtures shared by every test module."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def golden_dir() -> Path:
+    """The golden fixtures of the official implementation (../shared/fixtures/fomm-golden)."""
+    path = Path(os.environ.get("FOMM_LAB_GOLDEN", REPO.parent / "shared" / "fixtures" / "fomm-golden"))
+    if not (path / "tiny-vox-cpk.pth.tar").is_file():
+        pytest.fail(f"golden fixtures not found at {path}: put shared/ beside the repo or set FOMM_LAB_GOLDEN")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_vox(golden_dir):
+    """(config path, checkpoint path) of the tiny official-format vox model."""
+    return golden_dir / "tiny-vox.yaml", golden_dir / "tiny-vox-cpk.pth.tar"
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_vox):
+    from fomm_lab import load_model
+
+    return load_model(tiny_vox[0], tiny_vox[1], device="cpu")
+
+
+@pytest.fixture(scope="session")
+def astronaut() -> np.ndarray:
+    """A real face photo (public domain, shipped with scikit-image), uint8 512x512x3."""
+    from skimage import data
+
+    return data.astronaut()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Never touch the user's real checkpoint cache."""
+    monkeypatch.setenv("FOMM_LAB_HOME", str(tmp_path_factory.mktemp("fomm-lab-home")))

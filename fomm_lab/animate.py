@@ -55,6 +55,10 @@ class Animator:
     batch_size:  driving frames processed together (faster on GPUs).
     dtype:       float32 (exact), or bfloat16/float16 for the dense motion network and generator
                  (keypoints stay float32).
+    float_output: yield float32 (H, W, 3) frames in [0, 1] instead of uint8.
+
+    The networks run in their fused inference form (:meth:`FommModel.inference_networks`), equal
+    to the checkpoint's networks up to float rounding.
 
     For a live loop use the stage methods: ``set_source(image)``, ``set_reference(frame)``,
     ``step(frame) -> frame``.
@@ -67,6 +71,7 @@ class Animator:
         adapt_scale: bool = True,
         batch_size: int = 1,
         dtype: str | torch.dtype = torch.float32,
+        float_output: bool = False,
     ):
         if batch_size < 1:
             raise FommLabError(f"batch_size must be at least 1, got {batch_size}")
@@ -75,6 +80,8 @@ class Animator:
         self.adapt_scale = adapt_scale
         self.batch_size = batch_size
         self.dtype = resolve_dtype(dtype)
+        self.float_output = float_output
+        self._kp_detector, self._generator = model.inference_networks()
         self._source: _Source | None = None
         self._reference: Keypoints | None = None
         self._scale: float | None = None
@@ -95,11 +102,12 @@ class Animator:
         array = np.ascontiguousarray(np.stack(batch).transpose(0, 3, 1, 2))
         return torch.from_numpy(array).to(self.model.device)
 
-    @staticmethod
-    def _to_frames(prediction: torch.Tensor) -> list[np.ndarray]:
-        """(N, 3, H, W) in [0, 1] -> list of uint8 (H, W, 3)."""
-        out = (prediction.float().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-        return list(out)
+    def _to_frames(self, prediction: torch.Tensor) -> list[np.ndarray]:
+        """(N, 3, H, W) in [0, 1] -> list of uint8 (or float32) (H, W, 3)."""
+        prediction = prediction.float().clamp(0, 1)
+        if not self.float_output:
+            prediction = (prediction * 255).round().to(torch.uint8)
+        return list(prediction.permute(0, 2, 3, 1).cpu().numpy())
 
     def _autocast(self):
         if self.dtype == torch.float32:
@@ -111,17 +119,17 @@ class Animator:
     def set_source(self, image: np.ndarray) -> None:
         """Compute and keep the source's keypoints and features (once per source image)."""
         tensor = self._to_tensor([image])
-        keypoints = self.model.kp_detector(tensor)
-        motion = self.model.generator.dense_motion_network.prepare(tensor, keypoints)
+        keypoints = self._kp_detector(tensor)
+        motion = self._generator.dense_motion_network.prepare(tensor, keypoints)
         with self._autocast():
-            features = self.model.generator.encode(tensor)
+            features = self._generator.encode(tensor)
         self._source = _Source(keypoints, features, motion)
         self._scale = None
 
     @torch.inference_mode()
     def set_reference(self, frame: np.ndarray) -> None:
         """Use ``frame`` as the reference (initial) driving frame for relative motion."""
-        self._reference = self.model.kp_detector(self._to_tensor([frame]))
+        self._reference = self._kp_detector(self._to_tensor([frame]))
         self._scale = None
 
     @property
@@ -140,7 +148,7 @@ class Animator:
         if self.relative and self._reference is None:
             raise FommLabError("relative motion needs a reference driving frame: call set_reference(frame) first")
         source = self._source
-        kp_driving = self.model.kp_detector(self._to_tensor(frames))
+        kp_driving = self._kp_detector(self._to_tensor(frames))
         kp_norm = normalize_keypoints(
             source.keypoints,
             kp_driving,
@@ -149,7 +157,7 @@ class Animator:
             adapt_scale=self.adapt_scale,
             scale=self._movement_scale() if self.relative else None,
         )
-        generator = self.model.generator
+        generator = self._generator
         with self._autocast():
             deformation, occlusion = generator.dense_motion_network(source.motion, kp_norm)
             prediction = generator.decode(source.features, deformation, occlusion)

@@ -9,6 +9,7 @@ with ``generator`` and ``kp_detector`` state dicts plus training state (``discri
 from __future__ import annotations
 
 import pickle
+import pickletools
 import tarfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -53,6 +54,27 @@ def _sniff(path: Path) -> None:
         )
 
 
+_SAFE_GLOBALS = ("torch.", "collections.OrderedDict", "_codecs.encode")
+
+
+def _pickled_callables(path: Path) -> list[str]:
+    """Names of the non-torch callables a (plain) pickle file would import, read without unpickling."""
+    names: list[str] = []
+    strings: list[str] = []
+    try:
+        with path.open("rb") as fh:
+            for opcode, arg, _ in pickletools.genops(fh):
+                if isinstance(arg, str):
+                    strings.append(arg)
+                if opcode.name == "GLOBAL":
+                    names.append(str(arg).replace(" ", "."))
+                elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+                    names.append(f"{strings[-2]}.{strings[-1]}")
+    except (ValueError, EOFError, UnicodeDecodeError, pickle.PickleError):
+        pass
+    return [name for name in names if not name.startswith(_SAFE_GLOBALS)]
+
+
 def read_checkpoint(path: str | Path) -> dict:
     """Load a checkpoint file's top-level dict without executing code.
 
@@ -66,10 +88,12 @@ def read_checkpoint(path: str | Path) -> dict:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "Unsupported global" in str(exc) or "Unsupported class" in str(exc):
+        callables = _pickled_callables(path)
+        if "Unsupported global" in str(exc) or callables:
+            named = f" ({', '.join(callables[:3])})" if callables else ""
             raise CheckpointError(
-                f"{path} contains Python objects that would run code when loaded; it was refused and nothing was "
-                "executed. Official FOMM checkpoints hold only tensors: use one from a trusted source."
+                f"{path} contains Python objects that would run code when loaded{named}; it was refused and nothing "
+                "was executed. Official FOMM checkpoints hold only tensors: use one from a trusted source."
             ) from exc
         raise CheckpointError(f"{path} is truncated or corrupt, not a readable torch checkpoint ({exc}); {_HINT}") from exc
     except Exception as exc:  # torch raises many types (EOFError, KeyError, RuntimeError ...) for bad bytes

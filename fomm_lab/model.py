@@ -13,6 +13,7 @@ from .config import available_configs, load_config
 from .device import pick_device
 from .errors import CheckpointError
 from .nets import KPDetector, OcclusionAwareGenerator
+from .nets.fuse import fuse_for_inference
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,14 @@ class FommModel:
     name: str = "custom"
     checkpoint: Path | None = None
     frame_size: tuple[int, int] = field(default=(256, 256))
+    _fused: tuple[KPDetector, OcclusionAwareGenerator] | None = field(default=None, repr=False)
+
+    def inference_networks(self) -> tuple[KPDetector, OcclusionAwareGenerator]:
+        """Copies of both networks with exact inference rewrites (BN folding, sub-pixel
+        up-sampling; see :mod:`fomm_lab.nets.fuse`), built once and shared by every Animator."""
+        if self._fused is None:
+            self._fused = (fuse_for_inference(self.kp_detector), fuse_for_inference(self.generator))
+        return self._fused
 
 
 def build_networks(config: dict, device: str | torch.device = "cpu") -> tuple[KPDetector, OcclusionAwareGenerator]:

@@ -285,3 +285,37 @@ def test_text_file_is_not_called_code(tmp_path):
     path.write_text("# notes\nthis is a readme, not weights\n" * 20)
     with pytest.raises(CheckpointError, match="truncated or corrupt, not a readable torch checkpoint"):
         read_checkpoint(path)
+
+
+# -- exact inference rewrites ----------------------------------------------------------------
+
+
+def test_subpixel_upblock_equals_upsample_then_conv():
+    from fomm_lab.nets.blocks import UpBlock2d
+    from fomm_lab.nets.fuse import SubpixelUpBlock
+
+    torch.manual_seed(0)
+    block = UpBlock2d(16, 8).eval()
+    block.norm.running_mean.normal_()
+    block.norm.running_var.uniform_(0.5, 2.0)
+    block.norm.weight.data.normal_()
+    block.norm.bias.data.normal_()
+    x = torch.randn(2, 16, 9, 13)
+    with torch.inference_mode():
+        assert torch.allclose(SubpixelUpBlock(block)(x), block(x), atol=1e-5, rtol=0)
+
+
+def test_fused_networks_match_checkpoint_networks(golden_dir, tiny_model):
+    """Animator's fused networks give the official golden outputs to 1e-4 as well."""
+    gold = np.load(golden_dir / "tiny-vox-golden.npz")
+    kp_fused, gen_fused = tiny_model.inference_networks()
+    assert tiny_model.inference_networks()[0] is kp_fused  # built once per model
+    to = lambda a: torch.from_numpy(a).permute(0, 3, 1, 2).float() / 255
+    source, driving = to(gold["source"][None]), to(gold["driving"])
+    with torch.inference_mode():
+        kp_s, kp_d = kp_fused(source), kp_fused(driving)
+        from fomm_lab.keypoints import normalize_keypoints
+
+        out = gen_fused(source, normalize_keypoints(kp_s, kp_d, kp_d[0]), kp_s)
+    np.testing.assert_allclose(kp_d.value.numpy(), gold["kp_driving_value"], atol=1e-4, rtol=0)
+    np.testing.assert_allclose(out["prediction"].permute(0, 2, 3, 1).numpy(), gold["prediction_rel1_adapt1"], atol=1e-4, rtol=0)

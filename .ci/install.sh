@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Install everything fomm-lab's tests need on a bare Debian machine: system packages (ffmpeg,
+# Chromium for the browser tests, shellcheck), a virtual environment in .venv, the CPU build of
+# torch and the package with its test extras. Safe to run again.
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+
+sudo=()
+if [[ $(id -u) -ne 0 ]]; then sudo=(sudo); fi
+packages=(ffmpeg chromium shellcheck fonts-dejavu-core)
+missing=()
+for pkg in "${packages[@]}"; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [[ ${#missing[@]} -gt 0 ]]; then
+    "${sudo[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+python3 -m venv .venv
+PYTHON=.venv/bin/python .ci/install-python-deps.sh torch==2.13.0 test --editable

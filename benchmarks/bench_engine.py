@@ -1,0 +1,137 @@
+"""Engine speed and memory at 256x256 with random vox-256 weights (no checkpoint download needed).
+
+Prints a table:
+  (a) the paper demo's loop: every frame re-encodes the source, batch 1, whole clip kept in memory;
+  (b) Animator, float32 (exact: max abs diff to (a) reported);
+  (c) Animator's fastest CPU mode (bfloat16 generator) with PSNR against float32;
+  peak RSS of a streaming run over 60 and 600 driving frames (fresh process each).
+
+Targets on the 2-core CPU: (b) >= 1.5x (a) at max abs diff < 1e-4; (c) >= 3x (a) at PSNR >= 40 dB;
+RSS growth from 60 to 600 frames < 100 MB.
+
+usage: python benchmarks/bench_engine.py [--frames 12] [--rss 60 600] [--device cpu] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+
+from fomm_lab import Animator, load_model
+from fomm_lab.keypoints import normalize_keypoints
+
+
+def clip(frames: int, size: int = 256, seed: int = 0) -> list[np.ndarray]:
+    """A smooth synthetic driving clip: a textured image drifting and scaling."""
+    rng = np.random.default_rng(seed)
+    base = (rng.random((size // 8, size // 8, 3)) * 255).astype(np.uint8)
+    import cv2
+
+    base = cv2.resize(base, (size * 2, size * 2), interpolation=cv2.INTER_CUBIC)
+    out = []
+    for i in range(frames):
+        t = i / max(frames - 1, 1)
+        m = cv2.getRotationMatrix2D((size, size), 10 * np.sin(6 * t), 1 + 0.1 * t)
+        m[:, 2] += [20 * np.sin(4 * t) - size / 2, 15 * t - size / 2]
+        out.append(cv2.warpAffine(base, m, (size, size), borderMode=cv2.BORDER_REFLECT))
+    return out
+
+
+@torch.inference_mode()
+def paper_loop(model, source: np.ndarray, driving: list[np.ndarray]) -> list[np.ndarray]:
+    """The official demo's per-frame loop (relative + adapt scale), predictions kept in a list."""
+    to = lambda f: torch.from_numpy(f[None].astype(np.float32) / 255).permute(0, 3, 1, 2).to(model.device)
+    source_t = to(source)
+    video = [to(f) for f in driving]  # the demo holds the whole driving clip
+    kp_initial = model.kp_detector(video[0])
+    predictions = []
+    for frame in video:
+        kp_source = model.kp_detector(source_t)
+        kp_driving = model.kp_detector(frame)
+        kp_norm = normalize_keypoints(kp_source, kp_driving, kp_initial, relative=True, adapt_scale=True)
+        out = model.generator(source_t, kp_norm, kp_source)["prediction"]
+        predictions.append(np.transpose(out.cpu().numpy()[0], (1, 2, 0)))
+    return predictions
+
+
+def timed(fn, *args):
+    start = time.perf_counter()
+    result = fn(*args)
+    return result, time.perf_counter() - start
+
+
+def rss_child(frames: int, dtype: str, device: str) -> None:
+    model = load_model("vox-256", device=device)
+    source, driving = clip(1)[0], clip(30)
+    stream = (driving[i % len(driving)] for i in range(frames))
+    for _ in Animator(model, dtype=dtype).animate(source, stream):
+        pass
+    print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--frames", type=int, default=12)
+    parser.add_argument("--rss", type=int, nargs="*", default=[60, 600])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--fast-dtype", default="bfloat16")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--rss-child", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.rss_child is not None:
+        rss_child(args.rss_child, args.fast_dtype, args.device)
+        return
+
+    torch.manual_seed(0)
+    model = load_model("vox-256", device=args.device)
+    source, driving = clip(1, seed=1)[0], clip(args.frames)
+    n = len(driving)
+    list(Animator(model).animate(source, driving[:2]))  # warm-up
+    paper_loop(model, source, driving[:2])
+
+    naive, t_a = timed(paper_loop, model, source, driving)
+    raw = Animator(model, float_output=True)
+    exact, t_b = timed(lambda: list(raw.animate(source, driving)))
+    fast_animator = Animator(model, dtype=args.fast_dtype)
+    list(fast_animator.animate(source, driving[:2]))
+    fast, t_c = timed(lambda: list(fast_animator.animate(source, driving)))
+
+    diff_b = max(float(np.abs(a - b).max()) for a, b in zip(naive, exact))
+    ref = np.stack([np.clip(np.round(a * 255), 0, 255) for a in naive])
+    mse = float(((ref - np.stack(fast).astype(np.float64)) ** 2).mean())
+    psnr = 10 * np.log10(255**2 / max(mse, 1e-12))
+
+    rows = [
+        ("(a) paper demo loop, float32", t_a, "-"),
+        ("(b) Animator float32", t_b, f"max abs diff {diff_b:.2e}"),
+        (f"(c) Animator {args.fast_dtype}", t_c, f"PSNR {psnr:.1f} dB"),
+    ]
+    print(f"device {model.device}, torch {torch.__version__}, threads {torch.get_num_threads()}, {n} frames 256x256")
+    print(f"{'mode':34} {'ms/frame':>9} {'fps':>7} {'speed-up':>9}  accuracy")
+    for name, seconds, accuracy in rows:
+        print(f"{name:34} {1000 * seconds / n:9.1f} {n / seconds:7.2f} {t_a / seconds:8.2f}x  {accuracy}")
+
+    peaks = {}
+    for frames in args.rss:
+        cmd = [sys.executable, __file__, "--rss-child", str(frames), "--device", args.device, "--fast-dtype", args.fast_dtype]
+        if args.threads:
+            cmd += ["--threads", str(args.threads)]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        peaks[frames] = json.loads(out.strip().splitlines()[-1])["peak_rss_mb"]
+        print(f"peak RSS streaming {frames:5d} frames ({args.fast_dtype}): {peaks[frames]:8.1f} MB")
+    if len(peaks) >= 2:
+        lo, hi = min(peaks), max(peaks)
+        print(f"RSS growth {lo} -> {hi} frames: {peaks[hi] - peaks[lo]:+.1f} MB")
+
+
+if __name__ == "__main__":
+    main()

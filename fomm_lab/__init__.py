@@ -14,6 +14,7 @@ from .device import pick_device
 from .errors import CheckpointError, ConfigError, DownloadError, FommLabError, MediaError, NoFaceError
 from .keypoints import Keypoints, normalize_keypoints
 from .model import FommModel, load_model
+from .registry import available_models
 
 __version__ = "0.1.0"
 
@@ -28,6 +29,7 @@ __all__ = [
     "MediaError",
     "NoFaceError",
     "available_configs",
+    "available_models",
     "find_best_frame",
     "load_config",
     "load_model",

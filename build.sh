@@ -4,8 +4,8 @@
 # env:   FOMM_LAB_IMAGE  image name (default fomm-lab)
 #        TORCH_INDEX     PyTorch wheel index (default: the Dockerfile's CUDA build)
 set -euo pipefail
-# shellcheck source=scripts/docker-common.sh
-source "$(dirname "${BASH_SOURCE[0]}")/scripts/docker-common.sh"
+# shellcheck source=.ci/docker-common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/.ci/docker-common.sh"
 require_docker
 
 # The image's user gets your ids, so the files it writes to the mounted folders are yours.

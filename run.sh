@@ -6,8 +6,8 @@
 #        FOMM_LAB_HOME   checkpoint cache on this machine (default ~/.cache/fomm-lab)
 #        FOMM_LAB_IMAGE  image name (default fomm-lab)
 set -euo pipefail
-# shellcheck source=scripts/docker-common.sh
-source "$(dirname "${BASH_SOURCE[0]}")/scripts/docker-common.sh"
+# shellcheck source=.ci/docker-common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/.ci/docker-common.sh"
 require_docker
 
 gpu_args=(--gpus all)

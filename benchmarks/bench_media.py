@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from memory import peak_rss_mb
+
 FPS = 25
 SIZE = (640, 480)
 TARGET_GROWTH_MB = 100.0
@@ -52,7 +54,7 @@ def stream_once(clip: Path, frames: int, out: Path) -> dict:
     seconds = time.perf_counter() - start
     written = sum(1 for _ in read_video(out))
     return {"frames": frames, "written": written, "seconds": seconds,
-            "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "rss_mb": peak_rss_mb(),
             "ffmpeg_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
 
 

@@ -56,6 +56,8 @@ class Animator:
     dtype:       float32 (exact), or bfloat16/float16 for the dense motion network and generator
                  (keypoints stay float32).
     float_output: yield float32 (H, W, 3) frames in [0, 1] instead of uint8.
+    compile:     torch.compile the per-frame networks with frozen weights (faster after a
+                 compilation of a minute or more on CPU; worth it for long clips and live use).
 
     The networks run in their fused inference form (:meth:`FommModel.inference_networks`), equal
     to the checkpoint's networks up to float rounding.
@@ -72,6 +74,7 @@ class Animator:
         batch_size: int = 1,
         dtype: str | torch.dtype = torch.float32,
         float_output: bool = False,
+        compile: bool = False,
     ):
         if batch_size < 1:
             raise FommLabError(f"batch_size must be at least 1, got {batch_size}")
@@ -81,7 +84,7 @@ class Animator:
         self.batch_size = batch_size
         self.dtype = resolve_dtype(dtype)
         self.float_output = float_output
-        self._kp_detector, self._generator = model.inference_networks()
+        self._nets = model.inference_networks(compile=compile, channels_last=self.dtype != torch.float32)
         self._source: _Source | None = None
         self._reference: Keypoints | None = None
         self._scale: float | None = None
@@ -100,7 +103,8 @@ class Animator:
                 frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
             batch.append(frame.astype(np.float32) / 255.0 if frame.dtype == np.uint8 else frame.astype(np.float32))
         array = np.ascontiguousarray(np.stack(batch).transpose(0, 3, 1, 2))
-        return torch.from_numpy(array).to(self.model.device)
+        tensor = torch.from_numpy(array).to(self.model.device)
+        return tensor.contiguous(memory_format=torch.channels_last) if self._nets.channels_last else tensor
 
     def _to_frames(self, prediction: torch.Tensor) -> list[np.ndarray]:
         """(N, 3, H, W) in [0, 1] -> list of uint8 (or float32) (H, W, 3)."""
@@ -119,17 +123,17 @@ class Animator:
     def set_source(self, image: np.ndarray) -> None:
         """Compute and keep the source's keypoints and features (once per source image)."""
         tensor = self._to_tensor([image])
-        keypoints = self._kp_detector(tensor)
-        motion = self._generator.dense_motion_network.prepare(tensor, keypoints)
+        keypoints = self._nets.kp_detector(tensor)
+        motion = self._nets.generator.dense_motion_network.prepare(tensor, keypoints)
         with self._autocast():
-            features = self._generator.encode(tensor)
+            features = self._nets.generator.encode(tensor)
         self._source = _Source(keypoints, features, motion)
         self._scale = None
 
     @torch.inference_mode()
     def set_reference(self, frame: np.ndarray) -> None:
         """Use ``frame`` as the reference (initial) driving frame for relative motion."""
-        self._reference = self._kp_detector(self._to_tensor([frame]))
+        self._reference = self._nets.kp_detector(self._to_tensor([frame]))
         self._scale = None
 
     @property
@@ -148,7 +152,7 @@ class Animator:
         if self.relative and self._reference is None:
             raise FommLabError("relative motion needs a reference driving frame: call set_reference(frame) first")
         source = self._source
-        kp_driving = self._kp_detector(self._to_tensor(frames))
+        kp_driving = self._nets.kp_detector(self._to_tensor(frames))
         kp_norm = normalize_keypoints(
             source.keypoints,
             kp_driving,
@@ -157,10 +161,9 @@ class Animator:
             adapt_scale=self.adapt_scale,
             scale=self._movement_scale() if self.relative else None,
         )
-        generator = self._generator
         with self._autocast():
-            deformation, occlusion = generator.dense_motion_network(source.motion, kp_norm)
-            prediction = generator.decode(source.features, deformation, occlusion)
+            deformation, occlusion = self._nets.dense_motion(source.motion, kp_norm)
+            prediction = self._nets.decode(source.features, deformation, occlusion)
         return self._to_frames(prediction)
 
     def step(self, frame: np.ndarray) -> np.ndarray:

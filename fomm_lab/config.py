@@ -23,7 +23,12 @@ def config_path(name: str) -> Path:
     """Path of the shipped config ``name`` (ConfigError listing the known names if unknown)."""
     names = available_configs()
     if name not in names:
-        raise ConfigError(f"unknown model config {name!r}; shipped configs: {', '.join(names)} (or give a .yaml path)")
+        from .registry import available_models
+
+        raise ConfigError(
+            f"unknown model {name!r}: use a checkpoint name ({', '.join(available_models())}), "
+            f"a shipped config ({', '.join(names)}) or a .yaml path"
+        )
     return Path(str(resources.files("fomm_lab") / "configs" / f"{name}.yaml"))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,14 +30,62 @@ class FommModel:
     name: str = "custom"
     checkpoint: Path | None = None
     frame_size: tuple[int, int] = field(default=(256, 256))
-    _fused: tuple[KPDetector, OcclusionAwareGenerator] | None = field(default=None, repr=False)
+    _inference: dict = field(default_factory=dict, repr=False)
 
-    def inference_networks(self) -> tuple[KPDetector, OcclusionAwareGenerator]:
-        """Copies of both networks with exact inference rewrites (BN folding, sub-pixel
-        up-sampling; see :mod:`fomm_lab.nets.fuse`), built once and shared by every Animator."""
-        if self._fused is None:
-            self._fused = (fuse_for_inference(self.kp_detector), fuse_for_inference(self.generator))
-        return self._fused
+    def inference_networks(self, compile: bool = False, channels_last: bool = False) -> InferenceNetworks:
+        """The networks in their inference form, built once per variant and shared by every Animator.
+
+        Exact rewrites (BN folding, sub-pixel up-sampling; :mod:`fomm_lab.nets.fuse`) always;
+        ``channels_last`` memory layout (faster for bfloat16/float16 on CPU); ``compile``:
+        torch.compile with frozen weights (the first frames take a minute or more to compile).
+        """
+        key = (compile, channels_last)
+        if key not in self._inference:
+            kp_detector, generator = fuse_for_inference(self.kp_detector), fuse_for_inference(self.generator)
+            if channels_last:
+                kp_detector = kp_detector.to(memory_format=torch.channels_last)
+                generator = generator.to(memory_format=torch.channels_last)
+            wrap = _frozen_compile if compile else (lambda fn: fn)
+            self._inference[key] = InferenceNetworks(
+                kp_detector=wrap(kp_detector),
+                dense_motion=wrap(generator.dense_motion_network),
+                decode=wrap(generator.decode),
+                generator=generator,
+                channels_last=channels_last,
+            )
+        return self._inference[key]
+
+
+@dataclass(frozen=True)
+class InferenceNetworks:
+    """What :class:`~fomm_lab.animate.Animator` runs.
+
+    kp_detector:  (N, 3, H, W) -> Keypoints, per driving frame.
+    dense_motion: (SourceMotionCache, Keypoints) -> (deformation, occlusion), per driving frame.
+    decode:       (features, deformation, occlusion) -> (N, 3, H, W), per driving frame.
+    generator:    the fused generator, for the once-per-source ``encode`` and motion ``prepare``.
+    """
+
+    kp_detector: Callable
+    dense_motion: Callable
+    decode: Callable
+    generator: OcclusionAwareGenerator
+    channels_last: bool
+
+
+def _frozen_compile(fn: Callable) -> Callable:
+    """torch.compile ``fn`` with its weights frozen as constants (inductor ``freezing``).
+
+    The setting is patched only around each call (compilation happens inside the call)."""
+    import torch._inductor.config as inductor_config
+
+    compiled = torch.compile(fn, dynamic=False)
+
+    def call(*args):
+        with inductor_config.patch(freezing=True):
+            return compiled(*args)
+
+    return call
 
 
 def build_networks(config: dict, device: str | torch.device = "cpu") -> tuple[KPDetector, OcclusionAwareGenerator]:

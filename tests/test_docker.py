@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPTS = ["build.sh", "run.sh", "run_no_cuda.sh", "scripts/docker-common.sh", ".ci/install-python-deps.sh"]
+SCRIPTS = ["build.sh", "run.sh", "run_no_cuda.sh", ".ci/docker-common.sh", ".ci/install-python-deps.sh", ".ci/install.sh", ".ci/run"]
 INSTALL = ".ci/install-python-deps.sh"
 
 
@@ -329,3 +329,13 @@ def test_the_image_command_and_healthcheck_work_together(tmp_path):
         proc.terminate()
         proc.wait(timeout=60)
     assert healthcheck() != 0
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    """README.md opens with the lab command and the test command; .ci/run runs the latter verbatim."""
+    readme = (REPO / "README.md").read_text().splitlines()
+    fence = readme.index("```bash")
+    lab, test = (line.split("#")[0].strip() for line in readme[fence + 1 : fence + 3])
+    assert lab == "./build.sh && ./run.sh" and (REPO / "build.sh").is_file()
+    ci_commands = [line for line in (REPO / ".ci/run").read_text().splitlines() if line and not line.startswith(("#", "set ", "cd "))]
+    assert ci_commands == [test]

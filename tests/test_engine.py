@@ -51,7 +51,7 @@ def test_state_dict_contract_at_full_size(golden_dir, name):
 
 
 def test_config_errors(tmp_path):
-    with pytest.raises(ConfigError, match="shipped configs: bair-256"):
+    with pytest.raises(ConfigError, match=r"checkpoint name \(vox, vox-adv.*shipped config \(bair-256"):
         load_config("vox-1024")
     bad = tmp_path / "bad.yaml"
     bad.write_text("model_params:\n  common_params: {num_kp: 10}\n")
@@ -308,8 +308,9 @@ def test_subpixel_upblock_equals_upsample_then_conv():
 def test_fused_networks_match_checkpoint_networks(golden_dir, tiny_model):
     """Animator's fused networks give the official golden outputs to 1e-4 as well."""
     gold = np.load(golden_dir / "tiny-vox-golden.npz")
-    kp_fused, gen_fused = tiny_model.inference_networks()
-    assert tiny_model.inference_networks()[0] is kp_fused  # built once per model
+    nets = tiny_model.inference_networks()
+    assert tiny_model.inference_networks() is nets  # built once per model
+    kp_fused, gen_fused = nets.kp_detector, nets.generator
     to = lambda a: torch.from_numpy(a).permute(0, 3, 1, 2).float() / 255
     source, driving = to(gold["source"][None]), to(gold["driving"])
     with torch.inference_mode():
@@ -319,3 +320,12 @@ def test_fused_networks_match_checkpoint_networks(golden_dir, tiny_model):
         out = gen_fused(source, normalize_keypoints(kp_s, kp_d, kp_d[0]), kp_s)
     np.testing.assert_allclose(kp_d.value.numpy(), gold["kp_driving_value"], atol=1e-4, rtol=0)
     np.testing.assert_allclose(out["prediction"].permute(0, 2, 3, 1).numpy(), gold["prediction_rel1_adapt1"], atol=1e-4, rtol=0)
+
+
+@pytest.mark.slow
+def test_compiled_animator_matches_eager(golden_dir, tiny_model):
+    """torch.compile with frozen weights gives the same frames as the eager networks."""
+    gold = np.load(golden_dir / "tiny-vox-golden.npz")
+    eager = np.stack(list(Animator(tiny_model, float_output=True).animate(gold["source"], gold["driving"])))
+    compiled = np.stack(list(Animator(tiny_model, float_output=True, compile=True).animate(gold["source"], gold["driving"])))
+    assert np.abs(compiled - eager).max() < 1e-4

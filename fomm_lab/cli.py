@@ -118,9 +118,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="composite the animated face into the full-size photo (implies --crop-source)")
     p.add_argument("--device", help="torch device: cuda, cuda:1, mps or cpu (default: the best available)")
     p.add_argument("--dtype", choices=DTYPES, default="float32",
-                   help="compute precision (bfloat16/float16: faster on GPUs, less exact)")
+                   help="compute precision (bfloat16: several times faster on recent CPUs and GPUs, "
+                        "float16: GPUs; both slightly less exact)")
     p.add_argument("--batch-size", type=_positive_int, default=1, metavar="N",
                    help="driving frames per forward pass (default 1)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the networks with frozen weights: faster per frame after a compilation "
+                        "of a minute or more (worth it for long clips)")
     p.set_defaults(func=commands.animate)
 
     p = sub.add_parser("crop", parents=[common], help="cut a video's face tracks into 256x256 clips",

@@ -133,7 +133,7 @@ def animate(args: argparse.Namespace) -> int:
             print(f"best frame: {best}")
 
         animator = Animator(model, relative=not args.absolute, adapt_scale=not args.no_adapt_scale,
-                            batch_size=args.batch_size, dtype=args.dtype)
+                            batch_size=args.batch_size, dtype=args.dtype, compile=args.compile)
         results = animator.animate(source, driving(), best_frame=best, progress=args.progress,
                                    total=reader.info.frame_count)
         if args.paste_back:

@@ -93,6 +93,12 @@ def test_bfloat16_is_close_to_float32(media, tiny_vox, default_frames, tmp_path)
     assert np.abs(png_frames(tmp_path / "frames") - default_frames).mean() < 3
 
 
+@pytest.mark.slow
+def test_compiled_equals_eager(media, tiny_vox, default_frames, tmp_path):
+    assert animate(media, tmp_path / "frames", tiny_vox, "--compile") == 0
+    assert np.abs(png_frames(tmp_path / "frames") - default_frames).max() <= 1
+
+
 @pytest.mark.parametrize("no_audio", [False, True])
 def test_mp4_output_with_the_driving_sound(no_audio, media, tiny_vox, default_frames, tmp_path, capsys):
     out = tmp_path / "result.mp4"

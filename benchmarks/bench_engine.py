@@ -11,6 +11,9 @@ Targets on the 2-core CPU: (b) >= 1.5x (a) at max abs diff < 1e-4; (c) >= 3x (a)
 RSS growth from 60 to 600 frames < 100 MB.
 
 usage: python benchmarks/bench_engine.py [--frames 12] [--rss 60 600] [--device cpu] [--threads N]
+                                      [--fast-dtype bfloat16|float16] [--batch-size N]
+On a GPU: --device cuda --fast-dtype float16 --batch-size 32 --frames 256 (batched fps; (d) is the
+live single-frame latency).
 """
 
 from __future__ import annotations
@@ -83,7 +86,8 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=12)
     parser.add_argument("--rss", type=int, nargs="*", default=[60, 600])
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--fast-dtype", default="bfloat16")
+    parser.add_argument("--fast-dtype", default="bfloat16", help="bfloat16 (CPU) or float16 (GPU)")
+    parser.add_argument("--batch-size", type=int, default=1, help="driving frames per forward pass in (b) and (c)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--rss-child", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -104,7 +108,7 @@ def main() -> None:
     reference = np.stack([np.clip(np.round(a * 255), 0, 255) for a in naive])
 
     def run(label: str, **options):
-        animator = Animator(model, float_output=True, **options)
+        animator = Animator(model, float_output=True, batch_size=args.batch_size, **options)
         _, warm = timed(lambda: list(animator.animate(source, driving[:2])))  # compiles when asked
         frames, seconds = timed(lambda: list(animator.animate(source, driving)))
         if options.get("dtype", "float32") == "float32":
@@ -121,10 +125,22 @@ def main() -> None:
         run(f"(c) Animator {args.fast_dtype}", dtype=args.fast_dtype),
         run(f"(c) Animator {args.fast_dtype}, compiled", dtype=args.fast_dtype, compile=True),
     ]
-    print(f"device {model.device}, torch {torch.__version__}, threads {torch.get_num_threads()}, {n} frames 256x256")
-    print(f"{'mode':38} {'ms/frame':>9} {'fps':>7} {'speed-up':>9}  {'accuracy':24} warm-up (2 frames)")
+    live = Animator(model, dtype=args.fast_dtype, compile=True)
+    live.set_source(source)
+    live.set_reference(driving[0])
+    live.step(driving[1])  # compiles
+    steps = []
+    for frame in driving:
+        start = time.perf_counter()
+        live.step(frame)
+        steps.append(time.perf_counter() - start)
+    rows.append((f"(d) live step(), {args.fast_dtype}, compiled, batch 1", sum(steps), f"median {1000 * np.median(steps):.1f} ms", 0.0))
+
+    print(f"device {model.device}, torch {torch.__version__}, threads {torch.get_num_threads()}, {n} frames 256x256, "
+          f"batch size {args.batch_size} for (b) and (c)")
+    print(f"{'mode':44} {'ms/frame':>9} {'fps':>7} {'speed-up':>9}  {'accuracy':24} warm-up (2 frames)")
     for name, seconds, accuracy, warm in rows:
-        print(f"{name:38} {1000 * seconds / n:9.1f} {n / seconds:7.2f} {t_a / seconds:8.2f}x  {accuracy:24} {warm:6.1f} s")
+        print(f"{name:44} {1000 * seconds / n:9.1f} {n / seconds:7.2f} {t_a / seconds:8.2f}x  {accuracy:24} {warm:6.1f} s")
 
     peaks = {}
     for frames in args.rss:

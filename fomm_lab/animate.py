@@ -85,6 +85,7 @@ class Animator:
         self.dtype = resolve_dtype(dtype)
         self.float_output = float_output
         self._nets = model.inference_networks(compile=compile, channels_last=self.dtype != torch.float32)
+        self._compiled = compile
         self._source: _Source | None = None
         self._reference: Keypoints | None = None
         self._scale: float | None = None
@@ -220,6 +221,9 @@ class Animator:
             batch = list(itertools.islice(frames, self.batch_size))
             if not batch:
                 return
-            yield from self._predict(batch)
+            count = len(batch)
+            if self._compiled and count < self.batch_size:
+                batch += batch[-1:] * (self.batch_size - count)  # same shape: no second compilation
+            yield from self._predict(batch)[:count]
             if bar is not None:
-                bar.update(len(batch))
+                bar.update(count)

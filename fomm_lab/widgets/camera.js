@@ -32,6 +32,23 @@ async function openCamera(width, height) {
   });
 }
 
+// Open the camera for a widget: clears the widget's error first; on failure reports the reason in
+// the model's "error"/"status", re-enables ``button`` and resolves to null.
+async function openCameraFor(model, button) {
+  model.set("error", "");
+  model.save_changes();
+  button.disabled = true;
+  try {
+    return await openCamera(model.get("width"), model.get("height"));
+  } catch (err) {
+    model.set("error", cameraErrorMessage(err));
+    model.set("status", "camera unavailable");
+    model.save_changes();
+    button.disabled = false;
+    return null;
+  }
+}
+
 function stopCamera(stream) {
   if (stream) stream.getTracks().forEach((t) => t.stop());
 }

@@ -76,18 +76,8 @@ function render({ model, el: root }) {
   });
 
   async function start() {
-    model.set("error", "");
-    model.save_changes();
-    startBtn.disabled = true;
-    try {
-      stream = await openCamera(model.get("width"), model.get("height"));
-    } catch (err) {
-      model.set("error", cameraErrorMessage(err));
-      model.set("status", "camera unavailable");
-      model.save_changes();
-      startBtn.disabled = false;
-      return;
-    }
+    stream = await openCameraFor(model, startBtn);
+    if (!stream) return;
     camera.srcObject = stream;
     await camera.play();
     setRunning(true);

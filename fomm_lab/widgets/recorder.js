@@ -40,18 +40,8 @@ function render({ model, el: root }) {
   showError();
 
   async function start() {
-    model.set("error", "");
-    model.save_changes();
-    recordBtn.disabled = true;
-    try {
-      stream = await openCamera(model.get("width"), model.get("height"));
-    } catch (err) {
-      model.set("error", cameraErrorMessage(err));
-      model.set("status", "camera unavailable");
-      model.save_changes();
-      recordBtn.disabled = false;
-      return;
-    }
+    stream = await openCameraFor(model, recordBtn);
+    if (!stream) return;
     camera.srcObject = stream;
     camPane.style.display = "";
     await camera.play();

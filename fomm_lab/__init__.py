@@ -30,9 +30,24 @@ _LAZY = {
     "available_models": "registry",
 }
 
-__all__ = sorted(
-    [*_LAZY, "CheckpointError", "ConfigError", "DownloadError", "FommLabError", "MediaError", "NoFaceError"]
-)
+__all__ = [
+    "Animator",
+    "CheckpointError",
+    "ConfigError",
+    "DownloadError",
+    "FommLabError",
+    "FommModel",
+    "Keypoints",
+    "MediaError",
+    "NoFaceError",
+    "available_configs",
+    "available_models",
+    "find_best_frame",
+    "load_config",
+    "load_model",
+    "normalize_keypoints",
+    "pick_device",
+]
 
 
 def __getattr__(name: str):

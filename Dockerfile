@@ -19,6 +19,7 @@ ENV DEBIAN_FRONTEND=noninteractive \
     VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH \
     FOMM_LAB_HOME=/cache/fomm-lab \
+    TORCH_HOME=/cache/fomm-lab/torch \
     FOMM_LAB_PORT=8888
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]

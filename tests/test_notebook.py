@@ -7,8 +7,10 @@ from pathlib import Path
 import nbformat
 import numpy as np
 import pytest
+from notebook_util import inject_parameters
 
-PARAMETERS = ("CONFIG", "CHECKPOINT", "DEVICE", "SOURCE_IMAGE", "DRIVING_VIDEO", "USE_WEBCAM", "OUTPUT_DIR")
+PARAMETERS = ("CONFIG", "CHECKPOINT", "DEVICE", "SOURCE_IMAGE", "DRIVING_VIDEO", "USE_WEBCAM", "OUTPUT_DIR",
+              "DOWNLOAD_FACE_WEIGHTS")
 
 
 def _notebook(repo_root: Path) -> nbformat.NotebookNode:
@@ -49,15 +51,16 @@ def test_demo_notebook_runs_unattended(repo_root: Path, golden_dir: Path, tmp_pa
     clip = make_face_clip(tmp_path / "driving.mp4", seconds=2, fps=10, size=(320, 240), audio=True)
     out = tmp_path / "results"
     nb = _notebook(repo_root)
-    _parameters_cell(nb).source = "\n".join([
-        f"CONFIG = {str(golden_dir / 'tiny-vox.yaml')!r}",
-        f"CHECKPOINT = {str(golden_dir / 'tiny-vox-cpk.pth.tar')!r}",
-        "DEVICE = 'cpu'",
-        "SOURCE_IMAGE = '../source_image_inputs/astronaut.png'",
-        f"DRIVING_VIDEO = {str(clip)!r}",
-        "USE_WEBCAM = False",
-        f"OUTPUT_DIR = {str(out)!r}",
-    ])
+    inject_parameters(nb, {
+        "CONFIG": str(golden_dir / "tiny-vox.yaml"),
+        "CHECKPOINT": str(golden_dir / "tiny-vox-cpk.pth.tar"),
+        "DEVICE": "cpu",
+        "SOURCE_IMAGE": "../source_image_inputs/astronaut.png",
+        "DRIVING_VIDEO": str(clip),
+        "USE_WEBCAM": False,
+        "DOWNLOAD_FACE_WEIGHTS": False,  # tests never touch the network
+        "OUTPUT_DIR": str(out),
+    })
     NotebookClient(nb, timeout=600, kernel_name="python3",
                    resources={"metadata": {"path": str(repo_root / "notebooks")}}).execute()
 

@@ -94,6 +94,7 @@ def animate(args: argparse.Namespace) -> int:
     model = load_model(args.config, checkpoint=args.checkpoint, device=args.device,
                        cache_dir=args.cache_dir, progress=args.progress)
     width_height = (model.frame_size[1], model.frame_size[0])
+    print(f"model {model.name} on {model.device} ({args.dtype})")
 
     if args.crop_source or args.paste_back:
         from .crop import DEFAULT_PADDING, crop_photo

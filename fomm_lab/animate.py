@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import logging
 from collections.abc import Iterable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -16,8 +15,6 @@ from .errors import FommLabError
 from .keypoints import Keypoints, movement_scale, normalize_keypoints
 from .model import FommModel
 from .nets import SourceMotionCache
-
-log = logging.getLogger(__name__)
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 

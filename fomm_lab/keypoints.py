@@ -24,13 +24,6 @@ class Keypoints:
     value: torch.Tensor
     jacobian: torch.Tensor | None = None
 
-    def __len__(self) -> int:
-        return self.value.shape[0]
-
-    def to(self, *args, **kwargs) -> Keypoints:
-        jac = None if self.jacobian is None else self.jacobian.to(*args, **kwargs)
-        return Keypoints(self.value.to(*args, **kwargs), jac)
-
     def __getitem__(self, index) -> Keypoints:
         """Select frames along the batch axis, keeping the batch dimension."""
         if isinstance(index, int):

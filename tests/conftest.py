@@ -16,12 +16,25 @@ def repo_root() -> Path:
     return REPO
 
 
+FIXTURES = REPO / "tests" / "fixtures"
+
+
 @pytest.fixture(scope="session")
 def golden_dir() -> Path:
-    """The golden fixtures of the official implementation (../shared/fixtures/fomm-golden)."""
-    path = Path(os.environ.get("FOMM_LAB_GOLDEN", REPO.parent / "shared" / "fixtures" / "fomm-golden"))
+    """The official implementation's golden fixtures (tests/fixtures/fomm-golden, or $FOMM_LAB_GOLDEN)."""
+    path = Path(os.environ.get("FOMM_LAB_GOLDEN", FIXTURES / "fomm-golden"))
     if not (path / "tiny-vox-cpk.pth.tar").is_file():
-        pytest.fail(f"golden fixtures not found at {path}: put shared/ beside the repo or set FOMM_LAB_GOLDEN")
+        pytest.fail(f"golden fixtures not found at {path}: tests/fixtures/fomm-golden is part of the repository "
+                    "(or set FOMM_LAB_GOLDEN to a folder holding them)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def paddle_dir() -> Path:
+    """PaddleGAN's golden fixtures (tests/fixtures/paddle-golden, or $FOMM_LAB_PADDLE_GOLDEN)."""
+    path = Path(os.environ.get("FOMM_LAB_PADDLE_GOLDEN", FIXTURES / "paddle-golden"))
+    if not (path / "paddle-vox-mobile.pdparams").is_file():
+        pytest.fail(f"PaddleGAN golden fixtures not found at {path} (or set FOMM_LAB_PADDLE_GOLDEN)")
     return path
 
 

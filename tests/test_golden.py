@@ -58,7 +58,7 @@ def test_animator_matches_golden(case, tag, batch_size):
     model, gold = case
     animator = Animator(model, relative=tag.startswith("rel1"), adapt_scale=tag.endswith("adapt1"), batch_size=batch_size)
     frames = list(animator.animate(gold["source"], iter(gold["driving"])))
-    assert len(frames) == 4 and all(f.dtype == np.uint8 and f.shape == (256, 256, 3) for f in frames)
+    assert len(frames) == len(gold["driving"]) and all(f.dtype == np.uint8 and f.shape == (256, 256, 3) for f in frames)
     expected = np.round(np.clip(gold[f"prediction_{tag}"], 0, 1) * 255)
     assert np.abs(np.stack(frames).astype(np.float64) - expected).max() <= 1
 

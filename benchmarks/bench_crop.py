@@ -18,8 +18,9 @@ def bench_crop(seconds: float = 10.0, size: tuple[int, int] = (640, 480), stride
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from clips import make_face_clip
 
-    from fomm_lab.crop import plan_video_crop
-    from fomm_lab.faces import FaceAlignmentDetector, HaarDetector, face_alignment_weights_cached
+    from fomm_lab.faces import plan_video_crop
+    from fomm_lab.faces import FaceAlignmentDetector, HaarDetector
+    from fomm_lab.faces.detect import face_alignment_weights_cached
 
     backends = {"haar": HaarDetector, "haar+profile": lambda: HaarDetector(profile=True)}
     if face_alignment_weights_cached():
@@ -30,7 +31,7 @@ def bench_crop(seconds: float = 10.0, size: tuple[int, int] = (640, 480), stride
         for name, make in backends.items():
             detector = make()
             start = time.perf_counter()
-            plan = plan_video_crop(clip, detector=detector, stride=stride, progress=False)
+            plan = plan_video_crop(clip, detector=detector, stride=stride, progress=False, size=256)
             planned = time.perf_counter()
             plan.write(Path(tmp) / f"{name}.mp4")
             written = time.perf_counter()

@@ -29,7 +29,7 @@ import torch
 from memory import peak_rss_mb
 
 from fomm_lab import Animator, load_model
-from fomm_lab.keypoints import normalize_keypoints
+from fomm_lab.engine.motion import normalize_keypoints
 
 
 def clip(frames: int, size: int = 256, seed: int = 0) -> list[np.ndarray]:

@@ -6,6 +6,12 @@ Main entry points::
     model = load_model("vox")                      # downloads + verifies the checkpoint once
     frames = Animator(model).animate(source, driving_frames)   # yields uint8 HxWx3 frames
 
+    from fomm_lab import AnimateJob, OutputOptions, run_job   # the whole flow, as the CLI runs it
+    run_job(AnimateJob(source=photo_path, driving=clip_path, output=OutputOptions(video=out_path)))
+
+The stages, in the order a job runs them: ``io`` (ffmpeg, media) -> ``faces`` (detect, crop, track) ->
+``engine`` (networks, Animator) -> ``pipeline`` (the job) -> shells: ``cli``, ``lab`` (widgets), ``live``.
+
 Names are imported on first use, so ``import fomm_lab`` (and ``fomm-lab --help``) does not load torch.
 """
 
@@ -13,33 +19,63 @@ from __future__ import annotations
 
 import importlib
 
-from .errors import CheckpointError, ConfigError, DownloadError, FommLabError, MediaError, NoFaceError
+from .errors import (
+    CheckpointError,
+    ConfigError,
+    CropError,
+    DownloadError,
+    FommLabError,
+    InferenceError,
+    MediaError,
+    NoFaceError,
+)
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _LAZY = {
-    "Animator": "animate",
-    "find_best_frame": "best_frame",
-    "available_configs": "config",
-    "load_config": "config",
+    "Animator": "engine.animator",
+    "find_best_frame": "engine.best_frame",
+    "ModelConfig": "engine.config",
+    "available_configs": "engine.config",
+    "load_config": "engine.config",
+    "Keypoints": "engine.keypoints",
+    "FommModel": "engine.model",
+    "load_model": "engine.model",
+    "normalize_keypoints": "engine.motion",
     "pick_device": "device",
-    "Keypoints": "keypoints",
-    "normalize_keypoints": "keypoints",
-    "FommModel": "model",
-    "load_model": "model",
-    "available_models": "registry",
+    "Size": "geometry",
+    "Box": "geometry",
+    "available_models": "hub.registry",
+    "AnimateJob": "pipeline",
+    "CropOptions": "pipeline",
+    "MotionOptions": "pipeline",
+    "OutputOptions": "pipeline",
+    "RuntimeOptions": "pipeline",
+    "run_job": "pipeline",
+    "LiveSession": "live",
 }
 
 __all__ = [
+    "AnimateJob",
     "Animator",
+    "Box",
     "CheckpointError",
     "ConfigError",
+    "CropError",
+    "CropOptions",
     "DownloadError",
     "FommLabError",
     "FommModel",
+    "InferenceError",
     "Keypoints",
+    "LiveSession",
     "MediaError",
+    "ModelConfig",
+    "MotionOptions",
     "NoFaceError",
+    "OutputOptions",
+    "RuntimeOptions",
+    "Size",
     "available_configs",
     "available_models",
     "find_best_frame",
@@ -47,6 +83,7 @@ __all__ = [
     "load_model",
     "normalize_keypoints",
     "pick_device",
+    "run_job",
 ]
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fomm_lab.media import ffmpeg_exe
+from fomm_lab.io.ffmpeg import ffmpeg_exe
 
 FACE_BOX_IN_ASTRONAUT = (177, 66, 272, 161)
 """(x0, y0, x1, y1) of the face in ``skimage.data.astronaut()`` (512x512), as OpenCV's Haar finds it."""

@@ -25,7 +25,7 @@ def write_notebook(path: Path, *sources: str) -> None:
 
 
 RECORDER_CELL = """
-from fomm_lab.widgets import WebcamRecorder
+from fomm_lab.lab import WebcamRecorder
 rec = WebcamRecorder(output_dir={out!r}, max_seconds=2, fps=10)
 rec
 """
@@ -74,8 +74,8 @@ def test_recorder_reports_camera_problems(lab: Lab, case: str, flags: list[str],
 
 LIVE_CELL = """
 from fomm_lab import Animator, load_model
-from fomm_lab.media import read_image
-from fomm_lab.widgets import LiveAnimator
+from fomm_lab.io import read_image
+from fomm_lab.lab import LiveAnimator
 model = load_model({config!r}, {checkpoint!r}, device="cpu")
 live = LiveAnimator(Animator(model), read_image({photo!r}), output_dir={out!r}, width=320, height=240)
 live

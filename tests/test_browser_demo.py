@@ -16,7 +16,7 @@ import pytest
 from browser_util import Lab, assert_resembles, fake_camera, lab, notebook_page, shot, y4m  # noqa: F401
 from notebook_util import inject_parameters
 
-from fomm_lab.media import read_video
+from fomm_lab.io import read_video
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

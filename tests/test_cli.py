@@ -18,7 +18,7 @@ from httpserver import LocalServer
 
 from fomm_lab import MediaError
 from fomm_lab.cli import main
-from fomm_lab.registry import MODELS
+from fomm_lab.hub.registry import MODELS
 
 REPO = Path(__file__).resolve().parents[1]
 

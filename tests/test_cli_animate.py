@@ -15,11 +15,12 @@ from test_cli import assert_one_line_error, run_module
 
 from fomm_lab import Animator
 from fomm_lab.cli import main
-from fomm_lab.crop import DEFAULT_PADDING, crop_photo, plan_video_crop
+from fomm_lab.faces import DEFAULT_PADDING, crop_photo, plan_video_crop
 from fomm_lab.faces import HaarDetector
-from fomm_lab.media import probe_video, read_image, read_video
-from fomm_lab.registry import MODELS
-from fomm_lab.resize import paste_back, resize_to_model
+from fomm_lab.io import probe_video, read_image, read_video
+from fomm_lab.hub.registry import MODELS
+from fomm_lab.faces import paste_back
+from fomm_lab.io import resize_to_model
 
 SIZE = (256, 256)
 
@@ -124,7 +125,7 @@ def test_paste_back_into_the_full_photo(padding, media, tiny_vox, tiny_model, tm
     assert animate(media, tmp_path / "frames", tiny_vox, *extra) == 0
     got = png_frames(tmp_path / "frames")
     photo = read_image(media["photo"])
-    crop = crop_photo(photo, padding=padding or DEFAULT_PADDING, detector=HaarDetector())
+    crop = crop_photo(photo, padding=padding or DEFAULT_PADDING, detector=HaarDetector(), size=256)
     faces = library_frames(tiny_model, crop.image, media["driving"])
     expected = np.stack([paste_back(photo, f, crop.box.as_tuple()) for f in faces.astype(np.uint8)])
     assert got.shape == (4, *photo.shape)
@@ -138,7 +139,7 @@ def test_paste_back_into_the_full_photo(padding, media, tiny_vox, tiny_model, tm
 
 def test_crop_source_animates_the_face_crop(media, tiny_vox, tiny_model, tmp_path):
     assert animate(media, tmp_path / "frames", tiny_vox, "--crop-source") == 0
-    crop = crop_photo(read_image(media["photo"]), detector=HaarDetector())
+    crop = crop_photo(read_image(media["photo"]), detector=HaarDetector(), size=256)
     expected = library_frames(tiny_model, crop.image, media["driving"])
     assert np.abs(png_frames(tmp_path / "frames") - expected).max() <= 1
 
@@ -147,7 +148,7 @@ def test_crop_source_animates_the_face_crop(media, tiny_vox, tiny_model, tmp_pat
 def test_crop_driving_uses_the_longest_face_track(media, tiny_vox, tiny_model, tmp_path, capsys):
     assert animate(media, tmp_path / "frames", tiny_vox, "--crop-driving", "--verbose") == 0
     assert "track 0" in capsys.readouterr().err  # the plan is logged
-    plan = plan_video_crop(media["driving"], min_frames=1, detector=HaarDetector(), progress=False)
+    plan = plan_video_crop(media["driving"], min_frames=1, detector=HaarDetector(), progress=False, size=256)
     cropped = plan.write(tmp_path / "driving-crop.mp4")
     expected = library_frames(tiny_model, resize_to_model(read_image(media["photo"]), SIZE), cropped)
     assert np.abs(png_frames(tmp_path / "frames") - expected).max() <= 1

@@ -8,9 +8,9 @@ from clips import make_face_clip, make_test_video
 from test_cli import assert_one_line_error
 
 from fomm_lab.cli import main
-from fomm_lab.crop import plan_video_crop
+from fomm_lab.faces import plan_video_crop
 from fomm_lab.faces import HaarDetector
-from fomm_lab.media import probe_video, read_video
+from fomm_lab.io import probe_video, read_video
 
 
 @pytest.fixture(autouse=True)
@@ -29,7 +29,7 @@ def test_crop_writes_the_longest_track_with_sound(face_clip, tmp_path, capsys):
     out = tmp_path / "face-256.mp4"
     assert main(["crop", str(face_clip), "--output", str(out), "-q"]) == 0
     printed = capsys.readouterr().out
-    plan = plan_video_crop(face_clip, detector=HaarDetector(), progress=False)
+    plan = plan_video_crop(face_clip, detector=HaarDetector(), progress=False, size=256)
     assert str(plan) in printed  # the plan, then what was written
     assert f"wrote {out}" in printed
     info = probe_video(out)
@@ -51,7 +51,7 @@ def test_crop_without_audio(face_clip, tmp_path):
 def test_all_tracks_numbers_the_clips(face_clip, tmp_path, capsys):
     out = tmp_path / "track.mp4"
     assert main(["crop", str(face_clip), "--output", str(out), "--all-tracks", "-q"]) == 0
-    plan = plan_video_crop(face_clip, detector=HaarDetector(), progress=False)
+    plan = plan_video_crop(face_clip, detector=HaarDetector(), progress=False, size=256)
     written = sorted(p.name for p in tmp_path.iterdir())
     assert written == [f"track-{i + 1}.mp4" for i in range(len(plan.tracks))]
     assert "wrote" in capsys.readouterr().out
@@ -74,7 +74,7 @@ def brief_face(tmp_path_factory):
     """30 frames at 25 fps: the face in the first 10, then an empty grey picture."""
     from clips import face_clip_frames
 
-    from fomm_lab.media import write_video
+    from fomm_lab.io import write_video
 
     frames = list(face_clip_frames(seconds=0.4, fps=25, size=(320, 240)))
     frames += [np.full_like(frames[0], 128)] * 20

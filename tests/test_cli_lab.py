@@ -147,7 +147,7 @@ def test_lab_with_a_missing_notebook(tmp_path, capsys):
 
 def test_lab_port_from_the_environment(monkeypatch):
     from fomm_lab import FommLabError
-    from fomm_lab.cli import default_port
+    from fomm_lab.cli.lab import default_port
 
     monkeypatch.delenv("FOMM_LAB_PORT", raising=False)
     assert default_port() == 8888

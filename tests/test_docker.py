@@ -156,7 +156,7 @@ def test_the_image_runs_the_lab_safely():
     assert any(keyword == "HEALTHCHECK" for keyword, _ in steps)
     command = json.loads(next(args for keyword, args in steps if keyword == "CMD"))
     assert command[:2] == ["fomm-lab", "lab"]
-    from fomm_lab.cli import build_parser
+    from fomm_lab.cli.parser import build_parser
 
     args = build_parser().parse_args(command[1:])  # the CLI accepts the image's command
     assert args.ip == "0.0.0.0" and args.no_browser

@@ -11,9 +11,9 @@ import pytest
 import torch
 from httpserver import LocalServer
 
-from fomm_lab.download import cache_status, download_checkpoint, ensure_checkpoint
+from fomm_lab.hub.download import cache_status, download_checkpoint, ensure_checkpoint
 from fomm_lab.errors import CheckpointError, DownloadError
-from fomm_lab.registry import Mirror, ModelInfo
+from fomm_lab.hub.registry import Mirror, RemoteFile
 
 CUT = 300_000  # bytes sent before a connection is dropped
 
@@ -39,9 +39,9 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def tiny(*urls: str | Mirror, **checksums) -> ModelInfo:
+def tiny(*urls: str | Mirror, **checksums) -> RemoteFile:
     mirrors = tuple(u if isinstance(u, Mirror) else Mirror(u) for u in urls)
-    return ModelInfo("tiny", "tiny-cpk.pth.tar", "vox-256", mirrors, **checksums)
+    return RemoteFile("tiny", "tiny-cpk.pth.tar", "vox-256", mirrors, **checksums)
 
 
 def dead_url() -> str:

@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from fomm_lab import Animator, CheckpointError, ConfigError, FommLabError, NoFaceError, find_best_frame, load_model
-from fomm_lab.checkpoint import read_checkpoint
-from fomm_lab.config import available_configs, load_config
-from fomm_lab.model import build_networks
+from fomm_lab.engine.checkpoint import read_checkpoint
+from fomm_lab.engine.config import available_configs, load_config
+from fomm_lab.engine.model import build_networks
 
 OFFICIAL = ["bair-256", "fashion-256", "mgif-256", "nemo-256", "taichi-256", "taichi-adv-256", "vox-256", "vox-adv-256"]
 
@@ -291,8 +291,8 @@ def test_text_file_is_not_called_code(tmp_path):
 
 
 def test_subpixel_upblock_equals_upsample_then_conv():
-    from fomm_lab.nets.blocks import UpBlock2d
-    from fomm_lab.nets.fuse import SubpixelUpBlock
+    from fomm_lab.engine.nets.blocks import UpBlock2d
+    from fomm_lab.engine.nets.fuse import SubpixelUpBlock
 
     torch.manual_seed(0)
     block = UpBlock2d(16, 8).eval()
@@ -315,7 +315,7 @@ def test_fused_networks_match_checkpoint_networks(golden_dir, tiny_model):
     source, driving = to(gold["source"][None]), to(gold["driving"])
     with torch.inference_mode():
         kp_s, kp_d = kp_fused(source), kp_fused(driving)
-        from fomm_lab.keypoints import normalize_keypoints
+        from fomm_lab.engine.motion import normalize_keypoints
 
         out = gen_fused(source, normalize_keypoints(kp_s, kp_d, kp_d[0]), kp_s)
     np.testing.assert_allclose(kp_d.value.numpy(), gold["kp_driving_value"], atol=1e-4, rtol=0)

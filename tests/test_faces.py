@@ -12,8 +12,10 @@ import pytest
 from skimage import data
 
 from fomm_lab.errors import ConfigError, DownloadError, MediaError
-from fomm_lab import faces
-from fomm_lab.faces import Box, FaceAlignmentUnavailable, HaarDetector, get_detector, get_landmarker
+from fomm_lab.faces import detect as faces
+from fomm_lab.geometry import Box
+from fomm_lab.faces.detect import FaceAlignmentUnavailable
+from fomm_lab.faces import HaarDetector, get_detector, get_landmarker
 
 # The astronaut's face (eyes, nose, mouth, chin) in the 512x512 photo, checked by eye.
 FACE_REGION = Box(185, 80, 262, 155)

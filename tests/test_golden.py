@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from fomm_lab import Animator, load_model
-from fomm_lab.keypoints import normalize_keypoints
+from fomm_lab.engine.motion import normalize_keypoints
 
 TAGS = ["rel1_adapt1", "rel1_adapt0", "rel0_adapt1", "rel0_adapt0"]
 TOL = 1e-4

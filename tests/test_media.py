@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from fomm_lab.errors import MediaError
-from fomm_lab.media import (VideoWriter, ffmpeg_exe, mux_audio, probe_video, read_video,
-                            write_video)
+from fomm_lab.io import VideoWriter, mux_audio, probe_video, read_video, write_video
+from fomm_lab.io.ffmpeg import ffmpeg_exe
 from clips import (decode_audio, face_clip_frames, make_audio_only, make_face_clip,
                          make_rotated_copy, make_test_video, make_tone_after, make_y4m)
 

@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from fomm_lab.errors import MediaError
-from fomm_lab.media import read_image
-from fomm_lab.resize import feather_mask, paste_back, resize_image, resize_to_model
+from fomm_lab.io import read_image
+from fomm_lab.io import resize_image, resize_to_model
 from clips import face_patch
 
 
@@ -171,27 +171,3 @@ def test_resize_to_model_non_square_and_bad_mode() -> None:
     assert out.shape == (256, 128, 3)
     with pytest.raises(ValueError, match="crop' or 'pad"):
         resize_to_model(out, mode="stretch")
-
-
-def test_paste_back_hard_and_feathered() -> None:
-    full = np.zeros((100, 100, 3), np.uint8)
-    crop = np.full((32, 32, 3), 200, np.uint8)
-    hard = paste_back(full, crop, (20, 30, 60, 70), feather=0)
-    assert hard[30:70, 20:60].min() == 200 and hard.sum() == 200 * 40 * 40 * 3
-    soft = paste_back(full, crop, (20, 30, 60, 70), feather=0.25)
-    assert soft[50, 40].tolist() == [200, 200, 200]          # centre untouched
-    assert 0 < soft[50, 20, 0] < 100                          # edge blended
-    assert full.max() == 0                                    # input not modified
-
-
-def test_paste_back_box_past_border() -> None:
-    full = np.zeros((50, 50, 3), np.uint8)
-    out = paste_back(full, np.full((10, 10, 3), 90, np.uint8), (-10, -10, 10, 10), feather=0)
-    assert out[:10, :10].min() == 90 and out[10:].max() == 0 and out[:, 10:].max() == 0
-    assert np.array_equal(paste_back(full, full[:5, :5], (60, 60, 70, 70)), full)  # fully outside
-
-
-def test_feather_mask_ramps() -> None:
-    mask = feather_mask(10, 6, 2)
-    assert mask.shape == (6, 10)
-    assert mask[3, 5] == 1.0 and mask[0, 0] == pytest.approx(1 / 3)

@@ -7,9 +7,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from fomm_lab.config import available_configs
+from fomm_lab.engine.config import available_configs
 from fomm_lab.errors import DownloadError
-from fomm_lab.registry import MODELS, Mirror, available_models, cache_dir, model_info
+from fomm_lab.hub.registry import MODELS, Mirror, available_models, cache_dir, model_info
 
 FILES = {
     "vox": "vox-cpk.pth.tar", "vox-adv": "vox-adv-cpk.pth.tar", "taichi": "taichi-cpk.pth.tar",

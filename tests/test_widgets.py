@@ -29,7 +29,7 @@ def _solid(value: int, size: tuple[int, int] = (64, 48)) -> np.ndarray:
 
 
 def test_jpeg_round_trip_and_garbage() -> None:
-    from fomm_lab.widgets._jpeg import decode_jpeg, encode_jpeg
+    from fomm_lab.lab._jpeg import decode_jpeg, encode_jpeg
 
     patch = face_patch(96)
     back = decode_jpeg(memoryview(encode_jpeg(patch, quality=95)))
@@ -39,7 +39,7 @@ def test_jpeg_round_trip_and_garbage() -> None:
 
 
 def test_slot_writer_repeats_frames_for_skipped_slots(tmp_path: Path) -> None:
-    from fomm_lab.widgets._slots import SlotWriter
+    from fomm_lab.io.slots import SlotWriter
 
     writer = SlotWriter(tmp_path / "slots.mp4", fps=10, max_slots=6)
     writer.write(0, _solid(40))
@@ -54,7 +54,7 @@ def test_slot_writer_repeats_frames_for_skipped_slots(tmp_path: Path) -> None:
 
 
 def test_slot_writer_abort_leaves_nothing(tmp_path: Path) -> None:
-    from fomm_lab.widgets._slots import SlotWriter
+    from fomm_lab.io.slots import SlotWriter
 
     writer = SlotWriter(tmp_path / "gone.mp4", fps=10)
     writer.write(0, _solid(100))
@@ -63,7 +63,7 @@ def test_slot_writer_abort_leaves_nothing(tmp_path: Path) -> None:
 
 
 def test_recorder_writes_clip_from_browser_messages(tmp_path: Path) -> None:
-    from fomm_lab.widgets import WebcamRecorder
+    from fomm_lab.lab import WebcamRecorder
 
     rec = WebcamRecorder(tmp_path / "out", fps=10, max_seconds=1)
     assert rec.error == "" and rec.video_path is None
@@ -83,7 +83,7 @@ def test_recorder_writes_clip_from_browser_messages(tmp_path: Path) -> None:
 
 
 def test_recorder_reports_bad_frames_and_keeps_nothing(tmp_path: Path) -> None:
-    from fomm_lab.widgets import WebcamRecorder
+    from fomm_lab.lab import WebcamRecorder
 
     rec = WebcamRecorder(tmp_path, fps=10)
     rec._handle_custom_msg({"type": "start"}, [])
@@ -95,7 +95,7 @@ def test_recorder_reports_bad_frames_and_keeps_nothing(tmp_path: Path) -> None:
 
 
 def test_comparison_player_ships_videos_and_checks_inputs(tmp_path: Path) -> None:
-    from fomm_lab.widgets import ComparisonPlayer
+    from fomm_lab.lab import ComparisonPlayer
 
     clip = make_face_clip(tmp_path / "a.mp4", seconds=0.4, fps=10, size=(64, 64), audio=False)
     player = ComparisonPlayer([clip, clip], ["one", "two"])
@@ -107,7 +107,7 @@ def test_comparison_player_ships_videos_and_checks_inputs(tmp_path: Path) -> Non
 
 
 def test_face_tracker_follows_the_face() -> None:
-    from fomm_lab.widgets.tracking import FaceTracker
+    from fomm_lab.faces import FaceTracker
 
     tracker = FaceTracker(every=1, smoothing=0.0)
     # third of five clip frames: the face (118 px) is centred near (113, 97), away from the middle

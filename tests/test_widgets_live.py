@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_live_session_animates_reanchors_and_records(tiny_model, astronaut, tmp_path: Path) -> None:
-    from fomm_lab.widgets.tracking import LiveSession
+    from fomm_lab.live import LiveSession
 
     session = LiveSession(Animator(tiny_model), astronaut)
     frames = list(face_clip_frames(seconds=1, fps=6, size=(320, 240)))
@@ -42,14 +42,14 @@ def test_live_session_animates_reanchors_and_records(tiny_model, astronaut, tmp_
 
 def test_live_session_best_reference_without_frames(tiny_model, astronaut) -> None:
     from fomm_lab.errors import NoFaceError
-    from fomm_lab.widgets.tracking import LiveSession
+    from fomm_lab.live import LiveSession
 
     with pytest.raises(NoFaceError, match="No camera frames yet"):
         LiveSession(Animator(tiny_model), astronaut).best_reference()
 
 
 def test_local_camera_runs_on_a_video_file(tiny_model, astronaut, tmp_path: Path) -> None:
-    from fomm_lab.webcam import LocalCamera
+    from fomm_lab.lab import LocalCamera
 
     clip = make_face_clip(tmp_path / "cam.mp4", seconds=1, fps=8, size=(320, 240), audio=False)
     camera = LocalCamera(Animator(tiny_model), astronaut, camera=clip, max_frames=5)
@@ -62,7 +62,7 @@ def test_local_camera_runs_on_a_video_file(tiny_model, astronaut, tmp_path: Path
 
 
 def test_local_camera_without_camera_says_so(tiny_model, astronaut, tmp_path: Path) -> None:
-    from fomm_lab.webcam import LocalCamera
+    from fomm_lab.lab import LocalCamera
 
     with pytest.raises(MediaError, match="No camera could be opened"):
         LocalCamera(Animator(tiny_model), astronaut, camera=tmp_path / "video9").start()

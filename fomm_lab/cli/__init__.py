@@ -1,0 +1,116 @@
+"""The ``fomm-lab`` command line: a thin shell over the package.
+
+Subcommands: ``animate`` (a photo driven by a video: :func:`fomm_lab.pipeline.run_job`), ``crop`` (face
+tracks of a video as square clips), ``download`` and ``models`` (pretrained checkpoints), ``lab``
+(JupyterLab on the demo notebook). Errors the package raises on purpose and file errors become one
+``fomm-lab: error: ...`` line on stderr, its advice worded as command-line flags, with any details on
+the lines after it (the traceback only with ``--debug``).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+import warnings
+from collections.abc import Sequence
+
+from ..errors import FommLabError, Remedy
+from .parser import PROG, build_parser
+
+log = logging.getLogger(PROG)
+
+_FLAGS = {
+    "crop.source": lambda v: "--crop-source" if v else "--no-crop-source",
+    "crop.driving": lambda v: "--crop-driving" if v else "--no-crop-driving",
+    "crop.source_box": lambda v: "--source-box X0 Y0 X1 Y1",
+    "crop.driving_box": lambda v: "--driving-box X0 Y0 X1 Y1",
+    "crop.download_face_weights": lambda v: "--download-face-weights",
+    "crop.detector": lambda v: f"--detector {v}",
+    "motion.best_frame": lambda v: f"--best-frame {v}",
+    "runtime.device": lambda v: f"--device {v}",
+    "runtime.dtype": lambda v: f"--dtype {v}",
+    "model": lambda v: f"--config {v}",
+    "download.url": lambda v: f"`fomm-lab download {v} --url URL`",
+    "lab.allow_root": lambda v: "--allow-root",
+    "lab.port": lambda v: "--port N",
+}
+
+
+def cli_words(remedy: Remedy, overrides: dict[str, str | None] | None = None) -> str | None:
+    """A remedy in command-line flags (None: this command has no flag for it)."""
+    if overrides and remedy.option in overrides:
+        return overrides[remedy.option]
+    flag = _FLAGS.get(remedy.option)
+    return flag(remedy.value) if flag else None
+
+
+def render_error(exc: BaseException, overrides: dict[str, str | None] | None = None) -> str:
+    """An error as the CLI shows it: a first line, then details indented on their own lines."""
+    if isinstance(exc, FommLabError):
+        first, details = exc.first_line(lambda r: cli_words(r, overrides)), exc.details
+    elif isinstance(exc, OSError) and exc.strerror:
+        first, details = (f"{exc.filename}: " if exc.filename else "") + exc.strerror, []
+    else:
+        first, details = str(exc) or type(exc).__name__, []
+    lines = [f"{PROG}: error: {' '.join(first.split())}", *(f"  {line}" for line in details)]
+    return "\n".join(lines)
+
+
+class _Warnings:
+    """Warnings as one ``fomm-lab: warning: ...`` line each, every distinct one said once."""
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+
+    def show(self, message, category, filename, lineno, file=None, line=None) -> None:
+        error = getattr(message, "error", None)
+        text = str(message)
+        if isinstance(error, FommLabError):
+            text = str(message).split(":", 1)[0] + ": " + error.first_line(cli_words)
+        text = " ".join(text.split())
+        if text not in self.seen:
+            self.seen.add(text)
+            print(f"{PROG}: warning: {text}", file=sys.stderr)
+
+
+def _interrupt(signum, frame) -> None:
+    """SIGTERM (``docker stop``, ``kill``) unwinds like Ctrl-C, so half-written outputs are removed."""
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``fomm-lab`` command line with ``argv`` (default: ``sys.argv[1:]``); returns the exit status.
+
+    0: success; 1: an error, reported on stderr; 2: bad command-line arguments; 130: interrupted.
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error (2), already printed by argparse
+        return exc.code if isinstance(exc.code, int) else 2
+    debug = getattr(args, "debug", False)
+    args.progress = not getattr(args, "quiet", False)
+    logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) or debug else logging.WARNING,
+                        format=f"{PROG}: %(message)s", force=True)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous_term = signal.signal(signal.SIGTERM, _interrupt) if in_main_thread else None
+    from . import commands
+
+    overrides = commands.WORDS.get(args.command)
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = _Warnings().show
+            return getattr(commands, args.command)(args)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except (FommLabError, OSError) as exc:
+        if debug:
+            raise
+        print(render_error(exc, overrides), file=sys.stderr)
+        return 1
+    finally:
+        if previous_term is not None:
+            signal.signal(signal.SIGTERM, previous_term)

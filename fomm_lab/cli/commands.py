@@ -1,0 +1,154 @@
+"""What each ``fomm-lab`` subcommand does, given its parsed arguments (see :mod:`fomm_lab.cli.parser`).
+
+Each function takes the ``argparse.Namespace`` (plus ``progress``: show progress bars) and returns the exit
+status. No flow logic lives here: ``animate`` builds an :class:`~fomm_lab.pipeline.AnimateJob` and hands it to
+the pipeline. Heavy parts (torch, ffmpeg, face detection, JupyterLab) are imported only when needed, after
+every check that needs no model has passed.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+WORDS: dict[str, dict[str, str | None]] = {
+    "crop": {"crop.driving_box": "--box X0 Y0 X1 Y1", "crop.driving": None},
+}
+"""Per-command wording of remedies where it differs from the common flags (None: not offered)."""
+
+
+def _say(args: argparse.Namespace):
+    def say(text: str) -> None:
+        if args.progress or getattr(args, "verbose", False):
+            print(text, flush=True)
+
+    return say
+
+
+def animate_job(args: argparse.Namespace):
+    """The :class:`~fomm_lab.pipeline.AnimateJob` the ``animate`` arguments describe."""
+    from .. import pipeline
+
+    if args.output is None and args.side_by_side is None and args.gif is None:
+        from ..errors import FommLabError
+
+        raise FommLabError("nothing to write: give --output (and/or --side-by-side, --gif)")
+    faces: str | tuple[int, ...] = "all" if args.multi_face else "largest"
+    if args.face_index is not None:
+        faces = args.face_index
+    given: dict[str, Any] = {}
+    if args.crop_padding:
+        given["padding"] = tuple(args.crop_padding)
+    if args.feather is not None:
+        given["feather"] = args.feather
+    crop = pipeline.CropOptions(
+        source=args.crop_source, driving=args.crop_driving,
+        source_box=tuple(args.source_box) if args.source_box else None,
+        driving_box=tuple(args.driving_box) if args.driving_box else None,
+        mode=args.crop_mode, faces=faces, detector=args.detector, download_face_weights=args.download_face_weights,
+        **given)
+    motion = pipeline.MotionOptions(
+        relative=not args.absolute, adapt_scale=not args.no_adapt_scale, best_frame=args.best_frame,
+        find_best_frame=args.find_best_frame, **({"smoothing": args.smoothing} if args.smoothing is not None else {}))
+    output = pipeline.OutputOptions(video=args.output, side_by_side=args.side_by_side, gif=args.gif,
+                                    audio=not args.no_audio, paste_back=args.paste_back)
+    runtime = pipeline.RuntimeOptions(device=args.device, dtype=args.dtype, batch_size=args.batch_size,
+                                      compile=args.compile)
+    driving = args.driving[0] if len(args.driving) == 1 else tuple(args.driving)
+    return pipeline.AnimateJob(source=args.source, driving=driving, model=args.config, checkpoint=args.checkpoint,
+                               cache_dir=args.cache_dir, motion=motion, crop=crop, output=output, runtime=runtime,
+                               strict=args.strict)
+
+
+def animate(args: argparse.Namespace) -> int:
+    """``fomm-lab animate``: photo + driving video -> animated video (streamed frame by frame)."""
+    import tempfile
+
+    from .. import pipeline
+
+    job = animate_job(args)
+    checked = pipeline.check_job(job)  # everything that needs no model, before torch is imported
+    from ..device import dtype_name, resolve_dtype
+    from ..engine.model import load_model
+
+    say = _say(args)
+    model = load_model(job.model, job.checkpoint, device=job.runtime.device, cache_dir=job.cache_dir,
+                       progress=args.progress)
+    chosen = dtype_name(resolve_dtype(job.runtime.dtype, model.device))
+    size = model.frame_size
+    print(f"model {model.name} ({size} frames) on {model.device}, {chosen}"
+          + (" (auto)" if job.runtime.dtype == "auto" else ""), flush=True)
+    with tempfile.TemporaryDirectory(prefix="fomm-lab-") as workdir:
+        prepared = pipeline.prepare(job, checked, Path(workdir), progress=args.progress, say=say)
+        result = pipeline.animate(prepared, model, job.motion, job.output, job.runtime, job.crop, job.strict,
+                                  progress=args.progress)
+    for kind, path in result.outputs.items():
+        what = f" ({result.frames} frames at {result.fps:g} fps)" if kind == "video" else ""
+        print(f"wrote {path}{what}")
+    return 0
+
+
+def crop(args: argparse.Namespace) -> int:
+    """``fomm-lab crop``: print the face-track plan of a video (exactly what runs) and write its crop(s)."""
+    from ..errors import MediaError
+    from ..faces.track import MIN_TRACK_FRAMES, plan_video_crop
+    from ..io.atomic import check_output_folder
+    from ..io.video import OUTPUT_FORMATS, read_video
+    from ..pipeline import CropOptions, get_detector_for, model_config
+
+    if args.output.suffix.lower() not in OUTPUT_FORMATS:
+        raise MediaError(f"cannot write {args.output}: give a file name ending in {', '.join(OUTPUT_FORMATS)}")
+    check_output_folder(args.output)
+    read_video(args.video).close()
+    size = args.size or model_config(args.config).frame_size.width
+    options = CropOptions(detector=args.detector, download_face_weights=args.download_face_weights)
+    plan = plan_video_crop(args.video, size, increase=args.increase,
+                           min_frames=args.min_frames or MIN_TRACK_FRAMES,
+                           detector=None if args.box else get_detector_for(options),
+                           box=tuple(args.box) if args.box else None, mode=args.mode, progress=args.progress)
+    audio = not args.no_audio
+    print(plan.describe(args.output, args.all_tracks, audio), flush=True)
+    for track, output in plan.outputs(args.output, args.all_tracks):
+        plan.write(output, track=track, audio=audio)
+        print(f"wrote {output}")
+    return 0
+
+
+def download(args: argparse.Namespace) -> int:
+    """``fomm-lab download NAME``: fetch and verify one checkpoint into the cache."""
+    from ..hub.download import download_checkpoint
+
+    print(download_checkpoint(args.name, cache_dir=args.cache_dir, url=args.url, sha256=args.sha256,
+                              progress=args.progress))
+    return 0
+
+
+def _size_text(size: int | None) -> str:
+    return f"{size / 1e6:.0f} MB" if size else "?"
+
+
+def models(args: argparse.Namespace) -> int:
+    """``fomm-lab models``: the registry's checkpoints (resolution, size) and their state in the cache."""
+    from ..engine.config import load_config
+    from ..hub.download import cache_status
+    from ..hub.registry import MODELS, cache_dir
+
+    rows = [("NAME", "RESOLUTION", "SIZE", "CACHED", "PATH")]
+    for entry in cache_status(args.cache_dir):
+        info = MODELS[entry.name]
+        size = load_config(info.config).frame_size if info.config else None
+        rows.append((entry.name, str(size) if size else "-", _size_text(entry.size or info.size),
+                     "yes" if entry.cached else "no", str(entry.path)))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1])
+    print(f"\ncache: {cache_dir(args.cache_dir, create=False)}  (fomm-lab download NAME fetches one)")
+    return 0
+
+
+def lab(args: argparse.Namespace) -> int:
+    """``fomm-lab lab``: JupyterLab on the demo notebook, token-protected; runs until Ctrl-C."""
+    from .lab import run_lab
+
+    return run_lab(args)

@@ -1,0 +1,208 @@
+"""The ``fomm-lab`` argument parser. Each subcommand names its function in :mod:`fomm_lab.cli.commands`
+(``command`` default); nothing here imports the package's heavy parts."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+PROG = "fomm-lab"
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def _int_at_least(minimum: int):
+    """argparse type: a whole number >= ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text} must be {minimum} or more")
+        return value
+
+    return parse
+
+
+positive_int = _int_at_least(1)
+non_negative_int = _int_at_least(0)
+
+
+def number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
+def fraction(text: str) -> float:
+    """argparse type: a number from 0 to 1."""
+    value = number(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
+    return value
+
+
+def port(text: str) -> int:
+    value = positive_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"{text} is not a port number (1-65535)")
+    return value
+
+
+def face_indices(text: str) -> tuple[int, ...]:
+    """argparse type: ``0,2`` -> (0, 2)."""
+    try:
+        values = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of face numbers") from None
+    if any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"{text}: face numbers start at 0")
+    return values
+
+
+def _cache_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cache-dir", type=Path, help="checkpoint cache (default: $FOMM_LAB_HOME or ~/.cache/fomm-lab)")
+
+
+def _detector(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--detector", choices=("auto", "face_alignment", "haar"), default="auto",
+                   help="face detector: face-alignment when its weights are there (auto), or OpenCV's Haar cascade")
+    p.add_argument("--download-face-weights", action="store_true",
+                   help="let face-alignment download its weights (landmarks, better boxes, --find-best-frame)")
+
+
+def _box(p: argparse.ArgumentParser, flag: str, what: str) -> None:
+    p.add_argument(flag, type=number, nargs=4, metavar=("X0", "Y0", "X1", "Y1"),
+                   help=f"the face box of {what} in pixels, instead of detecting it")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand (each sets ``command``: its function's name)."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the full traceback on errors")
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="log what is being done (device chosen, files read)")
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars")
+
+    parser = argparse.ArgumentParser(
+        prog=PROG, parents=[common],
+        description="Animate a still image with the First Order Motion Model (Siarohin et al., NeurIPS 2019).")
+    sub = parser.add_subparsers(dest="subcommand", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("animate", parents=[common], help="animate a photo from a driving video",
+                       description="Animate SOURCE (a photo) with the motion of DRIVING (a video) and write the "
+                                   "result as an H.264 mp4 with the driving video's sound. For face models the "
+                                   "photo's face and the clip's face track are cropped first.")
+    p.add_argument("--source", required=True, type=Path, metavar="IMG", help="the photo to animate")
+    p.add_argument("--driving", required=True, type=Path, nargs="+", metavar="VIDEO",
+                   help="the video whose motion is transferred (a file or a folder of frames); with several "
+                        "faces, one video per face in the same order")
+    p.add_argument("--output", type=Path, metavar="OUT.mp4",
+                   help="result video (.mp4, .mov, .mkv), or a new folder (a name without extension) for "
+                        "lossless PNG frames")
+    p.add_argument("--config", default="vox",
+                   help="model: a registry name (see `fomm-lab models`; its checkpoint is downloaded once), a "
+                        "shipped config name (vox-256, ...) or a yaml file (default: vox)")
+    p.add_argument("--checkpoint", type=Path, metavar="FILE",
+                   help="weights (.pth.tar or .pdparams) instead of the registry's (needed with a yaml --config)")
+    _cache_dir(p)
+    p.add_argument("--absolute", action="store_true",
+                   help="absolute keypoint positions instead of motion relative to the reference frame")
+    p.add_argument("--no-adapt-scale", action="store_true",
+                   help="do not scale the motion by the ratio of the faces' sizes")
+    best = p.add_mutually_exclusive_group()
+    best.add_argument("--find-best-frame", action="store_true",
+                      help="start the relative motion from the driving frame whose face pose is closest to the "
+                           "photo's (needs face-alignment's weights)")
+    best.add_argument("--best-frame", type=non_negative_int, metavar="N",
+                      help="start the relative motion from driving frame N (0-based)")
+    p.add_argument("--smoothing", type=fraction, default=None, metavar="S",
+                   help="steady the driving keypoints over time: 0 (off) to 1 (strongest); default 0.5")
+    p.add_argument("--crop-source", action=argparse.BooleanOptionalAction, default=None,
+                   help="crop the photo to its face (default: yes for face models)")
+    p.add_argument("--crop-driving", action=argparse.BooleanOptionalAction, default=None,
+                   help="cut the driving video to its longest face track (default: yes for face models)")
+    _box(p, "--source-box", "the photo")
+    _box(p, "--driving-box", "the driving video")
+    p.add_argument("--crop-padding", type=number, nargs=4, metavar=("L", "T", "R", "B"),
+                   help="extra margin around the photo's face, as fractions of its size")
+    p.add_argument("--crop-mode", choices=("auto", "static", "follow"), default="auto",
+                   help="driving crop: one box per track (static), a box following the face (follow), or "
+                        "follow only when the face moves far (auto)")
+    p.add_argument("--multi-face", action="store_true",
+                   help="animate every face of the photo and paste them all back into it")
+    p.add_argument("--face-index", type=face_indices, metavar="I[,J...]",
+                   help="the photo's faces to animate, numbered from 0 left to right")
+    _detector(p)
+    p.add_argument("--paste-back", action="store_true",
+                   help="composite the animated face into the full-size photo")
+    p.add_argument("--feather", type=fraction, default=None, metavar="F",
+                   help="soft edge of the pasted face, as a fraction of its box (default 0.2)")
+    p.add_argument("--no-audio", action="store_true", help="write the result without sound")
+    p.add_argument("--side-by-side", type=Path, metavar="OUT.mp4",
+                   help="also write source | driving | result next to each other")
+    p.add_argument("--gif", type=Path, metavar="OUT.gif", help="also write the result as a GIF")
+    p.add_argument("--strict", action="store_true",
+                   help="a driving video that ends before its header says is an error, not a warning")
+    p.add_argument("--device", help="torch device: cuda, cuda:1, mps or cpu (default: the best available)")
+    p.add_argument("--dtype", choices=DTYPES, default="auto",
+                   help="compute precision; auto: bfloat16 where the CPU or GPU has it natively, float16 on "
+                        "other GPUs, else float32")
+    p.add_argument("--batch-size", type=positive_int, default=1, metavar="N",
+                   help="driving frames per forward pass (default 1)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the networks with frozen weights: faster per frame after a compilation "
+                        "of a minute or more (worth it for long clips)")
+    p.set_defaults(command="animate")
+
+    p = sub.add_parser("crop", parents=[common], help="cut a video's face tracks into square clips",
+                       description="Find the faces in VIDEO, print the plan (exactly what is run), and write the "
+                                   "longest face track (or every track) as a square clip with its sound.")
+    p.add_argument("video", type=Path, metavar="VIDEO")
+    p.add_argument("--output", required=True, type=Path, metavar="OUT.mp4",
+                   help="the clip; with --all-tracks, OUT-1.mp4, OUT-2.mp4, ... (track 1 is the longest)")
+    p.add_argument("--all-tracks", action="store_true", help="write one clip per face track")
+    p.add_argument("--size", type=positive_int, default=None,
+                   help="side of the clips in pixels (default: the --config model's frame size, 256 for vox)")
+    p.add_argument("--config", default="vox", help="model whose frame size the clips get (default: vox)")
+    _box(p, "--box", "the video (one track over the whole clip)")
+    p.add_argument("--mode", choices=("auto", "static", "follow"), default="auto",
+                   help="one box per track (static), a box following the face (follow), or follow only when "
+                        "the face moves far (auto)")
+    p.add_argument("--increase", type=number, default=0.1,
+                   help="margin added around the face box, as a fraction of its size (default 0.1)")
+    p.add_argument("--min-frames", type=positive_int, default=None, metavar="N",
+                   help="ignore face tracks shorter than N frames (default 10)")
+    p.add_argument("--no-audio", action="store_true", help="write the clips without sound")
+    _detector(p)
+    p.set_defaults(command="crop")
+
+    p = sub.add_parser("download", parents=[common], help="download and verify a pretrained checkpoint",
+                       description="Download a checkpoint of the registry (see `fomm-lab models`) into the cache.")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--url", help="fetch from this address instead of the registry's mirrors")
+    p.add_argument("--sha256", metavar="HEX", help="expected SHA-256 of the file")
+    _cache_dir(p)
+    p.set_defaults(command="download")
+
+    p = sub.add_parser("models", parents=[common], help="list the pretrained checkpoints and the cache",
+                       description="List the registry's checkpoints: name, resolution, size, whether cached, path.")
+    _cache_dir(p)
+    p.set_defaults(command="models")
+
+    p = sub.add_parser("lab", parents=[common], help="start JupyterLab on the demo notebook",
+                       description="Start JupyterLab on notebooks/demo.ipynb at 127.0.0.1 with a random token (or "
+                                   "$JUPYTER_TOKEN) and print the URL to open.")
+    p.add_argument("--port", type=port, default=None,
+                   help="port (default: $FOMM_LAB_PORT or 8888); an error if it is taken")
+    p.add_argument("--ip", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1; the Docker image uses 0.0.0.0 inside its "
+                        "container, published on the host's 127.0.0.1)")
+    p.add_argument("--no-browser", action="store_true", help="do not open a web browser")
+    p.add_argument("--allow-root", action="store_true", help="let JupyterLab run as root (it refuses to by default)")
+    p.add_argument("--notebook", type=Path, help="notebook to open (default: notebooks/demo.ipynb)")
+    p.set_defaults(command="lab")
+    return parser

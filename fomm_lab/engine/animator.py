@@ -1,0 +1,239 @@
+"""Streaming animation of a source image by a driving video (paper Sec. 3.4)."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..device import resolve_dtype
+from ..errors import FommLabError, InferenceError, Remedy
+from .frames import frames_to_tensor, tensor_to_frames
+from .keypoints import Keypoints
+from .model import FommModel
+from .motion import movement_scale, normalize_keypoints
+from .nets import SourceMotionCache
+from .smoothing import KeypointFilter
+
+
+def check_finite(keypoints: Keypoints, what: str) -> Keypoints:
+    """InferenceError when the keypoint detector gave NaN or infinite values (broken weights or input)."""
+    bad = ~torch.isfinite(keypoints.value).all() or (
+        keypoints.jacobian is not None and not torch.isfinite(keypoints.jacobian).all())
+    if bad:
+        raise InferenceError(f"the keypoint detector gave NaN or infinite keypoints for {what}: the checkpoint's "
+                             "weights are broken (or the frame is); use another checkpoint")
+    return keypoints
+
+
+@dataclass(frozen=True)
+class _Source:
+    """Everything computed once per source image."""
+
+    keypoints: Keypoints  # (1, K, .)
+    features: torch.Tensor  # (1, F, h', w') generator encoder output
+    motion: SourceMotionCache
+
+
+class Animator:
+    """Animates one source image with the motion of driving frames.
+
+    ``Animator(model, relative=True, adapt_scale=True).animate(source, driving)`` yields one uint8
+    (H, W, 3) frame per driving frame, consuming ``driving`` lazily: memory does not grow with the
+    clip length. The source's keypoints and encoder features are computed once.
+
+    relative:    transfer the driving motion relative to a reference driving frame (Eq. 9-10 of the
+                 paper, the recommended mode); False uses the driving keypoints as they are (absolute).
+    adapt_scale: scale relative motion by sqrt(area(source kp hull) / area(reference kp hull)).
+    batch_size:  driving frames processed together (faster on GPUs).
+    dtype:       float32 (exact), or bfloat16/float16 for the dense motion network and generator
+                 (keypoints stay float32).
+    float_output: yield float32 (H, W, 3) frames in [0, 1] instead of uint8.
+    compile:     torch.compile the per-frame networks with frozen weights (faster after a
+                 compilation of a minute or more on CPU; worth it for long clips and live use).
+
+    The networks run in their fused inference form (:meth:`FommModel.inference_networks`), equal
+    to the checkpoint's networks up to float rounding.
+
+    For a live loop use the stage methods: ``set_source(image)``, ``set_reference(frame)``,
+    ``step(frame) -> frame``.
+    """
+
+    def __init__(
+        self,
+        model: FommModel,
+        *,
+        relative: bool = True,
+        adapt_scale: bool = True,
+        batch_size: int = 1,
+        dtype: str | torch.dtype = torch.float32,
+        float_output: bool = False,
+        compile: bool = False,
+        smoothing: float = 0.0,
+    ):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.model = model
+        self.relative = relative
+        self.adapt_scale = adapt_scale
+        self.batch_size = batch_size
+        self.dtype = resolve_dtype(dtype, model.device)
+        self.float_output = float_output
+        self.smoothing = smoothing
+        self._nets = model.inference_networks(compile=compile, channels_last=self.dtype != torch.float32)
+        self._compiled = compile
+        self._source: _Source | None = None
+        self._source_image: np.ndarray | None = None
+        self._reference: Keypoints | None = None
+        self._scale: float | None = None
+        self._filter: KeypointFilter | None = None
+
+    # -- tensors ---------------------------------------------------------------------------
+    def _to_tensor(self, frames: list[np.ndarray]) -> torch.Tensor:
+        return frames_to_tensor(frames, self.model.frame_size, self.model.device, self._nets.channels_last)
+
+    def _keypoints(self, frames: list[np.ndarray], what: str) -> Keypoints:
+        return check_finite(self._nets.kp_detector(self._to_tensor(frames)), what)
+
+    def _autocast(self):
+        if self.dtype == torch.float32:
+            return nullcontext()
+        return torch.autocast(device_type=self.model.device.type, dtype=self.dtype)
+
+    # -- stages ----------------------------------------------------------------------------
+    @torch.inference_mode()
+    def set_source(self, image: np.ndarray) -> None:
+        """Compute and keep the source's keypoints and features (once per source image: the same
+        photo given again reuses them)."""
+        image = np.asarray(image)
+        if self._source is not None and self._source_image is not None and np.array_equal(image, self._source_image):
+            return
+        tensor = self._to_tensor([image])
+        keypoints = check_finite(self._nets.kp_detector(tensor), "the source image")
+        motion = self._nets.generator.dense_motion_network.prepare(tensor, keypoints)
+        with self._autocast():
+            features = self._nets.generator.encode(tensor)
+        self._source = _Source(keypoints, features, motion)
+        self._source_image = image.copy()
+        self._scale = None
+
+    @torch.inference_mode()
+    def set_reference(self, frame: np.ndarray) -> None:
+        """Use ``frame`` as the reference (initial) driving frame for relative motion; the keypoint
+        smoothing starts afresh (the reference itself is never filtered)."""
+        self._reference = self._keypoints([frame], "the reference driving frame")
+        self._scale = None
+        self._filter = None
+
+    def reset_motion(self) -> None:
+        """Forget the reference and the smoothing state (a new clip or camera session starts)."""
+        self._reference = None
+        self._scale = None
+        self._filter = None
+
+    @property
+    def has_reference(self) -> bool:
+        return self._reference is not None
+
+    def _movement_scale(self) -> float:
+        if self._scale is None:
+            if self.adapt_scale and self._source is not None and self._reference is not None:
+                self._scale = movement_scale(self._source.keypoints, self._reference)
+            else:
+                self._scale = 1.0
+        return self._scale
+
+    @torch.inference_mode()
+    def _predict(self, frames: list[np.ndarray]) -> list[np.ndarray]:
+        if self._source is None:
+            raise ValueError("no source image: call set_source(image) first")
+        if self.relative and self._reference is None:
+            raise ValueError("relative motion needs a reference driving frame: call set_reference(frame) first")
+        source = self._source
+        kp_driving = self._smooth(self._keypoints(frames, "a driving frame"))
+        kp_norm = normalize_keypoints(
+            source.keypoints,
+            kp_driving,
+            self._reference,
+            relative=self.relative,
+            adapt_scale=self.adapt_scale,
+            scale=self._movement_scale() if self.relative else None,
+        )
+        with self._autocast():
+            deformation, occlusion = self._nets.dense_motion(source.motion, kp_norm)
+            prediction = self._nets.decode(source.features, deformation, occlusion)
+        return tensor_to_frames(prediction, self.float_output)
+
+    def _smooth(self, keypoints: Keypoints) -> Keypoints:
+        """The driving keypoints through the temporal filter (strength ``smoothing``; 0: unchanged)."""
+        if self.smoothing <= 0:
+            return keypoints
+        if self._filter is None:
+            self._filter = KeypointFilter(self.smoothing)
+        return self._filter(keypoints)
+
+    def step(self, frame: np.ndarray) -> np.ndarray:
+        """Animate the source with one driving frame (live loop). Uses the first frame as the
+        reference when relative motion is on and none was set."""
+        if self.relative and self._reference is None:
+            self.set_reference(frame)
+        return self._predict([frame])[0]
+
+    # -- whole clip ------------------------------------------------------------------------
+    def animate(
+        self,
+        source: np.ndarray,
+        driving: Iterable[np.ndarray],
+        best_frame: int | None = None,
+        progress: bool = False,
+        total: int | None = None,
+    ) -> Iterator[np.ndarray]:
+        """Yield the animated frames, one per driving frame, in order.
+
+        best_frame: index of the driving frame used as the reference for relative motion (default
+        the first). The paper's demo animates forward and backward from that frame; since every
+        frame depends only on itself and the reference, streaming in order gives the same frames.
+        Frames before ``best_frame`` are held until it arrives (memory bounded by its index).
+        """
+        self.set_source(source)
+        self.reset_motion()
+        reference_index = 0 if best_frame is None else int(best_frame)
+        if reference_index < 0:
+            raise ValueError(f"best_frame must be >= 0, got {best_frame}")
+        frames = iter(driving)
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=total, desc="animating", unit="frame")
+        try:
+            pending: list[np.ndarray] = []
+            if self.relative:
+                head = list(itertools.islice(frames, reference_index + 1))
+                if len(head) <= reference_index:
+                    raise FommLabError(
+                        f"best frame {reference_index} is past the end of the driving clip ({len(head)} frames)",
+                        remedies=[Remedy(f"give a frame from 0 to {len(head) - 1} ({{}})", "motion.best_frame",
+                                         len(head) - 1)])
+                self.set_reference(head[reference_index])
+                pending = head
+            yield from self._batched(itertools.chain(pending, frames), bar)
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def _batched(self, frames: Iterator[np.ndarray], bar) -> Iterator[np.ndarray]:
+        while True:
+            batch = list(itertools.islice(frames, self.batch_size))
+            if not batch:
+                return
+            count = len(batch)
+            if self._compiled and count < self.batch_size:
+                batch += batch[-1:] * (self.batch_size - count)  # same shape: no second compilation
+            yield from self._predict(batch)[:count]
+            if bar is not None:
+                bar.update(count)

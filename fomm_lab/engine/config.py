@@ -1,0 +1,209 @@
+"""Model configs: the yaml files (official FOMM layout or PaddleGAN's) read into a typed :class:`ModelConfig`.
+
+The yaml files stay byte-compatible with the official ones (they ship as package data in
+``fomm_lab/engine/configs``); only this module reads them. Official layout: ``model_params`` with
+``common_params``, ``kp_detector_params``, ``generator_params`` (holding ``dense_motion_params``) and
+``dataset_params.frame_shape``. PaddleGAN's layout: ``model.common_params`` and ``model.generator``
+with ``kp_detector_cfg`` and ``generator_cfg``, plus ``frame_size``; it also selects PaddleGAN's
+inference semantics (:attr:`ModelConfig.paddle`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import ConfigError
+from ..geometry import Size
+
+_FACE_NAMES = re.compile(r"(^|[-_])(vox|nemo)([-_.]|$)", re.IGNORECASE)
+"""Config names of models trained on faces (vox-256, nemo-256, vox-512 ...): their photos and clips are
+face-cropped by default."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class CommonParams:
+    num_kp: int
+    num_channels: int = 3
+    estimate_jacobian: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class KPDetectorParams:
+    block_expansion: int
+    max_features: int
+    num_blocks: int
+    temperature: float
+    scale_factor: float = 1
+    single_jacobian_map: bool = False
+    pad: int = 0
+    mobile_net: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class DenseMotionParams:
+    block_expansion: int
+    max_features: int
+    num_blocks: int
+    scale_factor: float = 1
+    mobile_net: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class GeneratorParams:
+    block_expansion: int
+    max_features: int
+    num_down_blocks: int
+    num_bottleneck_blocks: int
+    estimate_occlusion_map: bool = False
+    dense_motion: DenseMotionParams
+    mobile_net: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+    """One model's topology and runtime semantics.
+
+    name: the config's name (the file's stem). path: the yaml it was read from. frame_size: the size
+    the model was trained on. paddle: PaddleGAN's inference semantics (``grid_sample`` with
+    ``align_corners=True``, deformation blended to the identity in a 5-pixel border, occlusion forced
+    to 1 there for the standard topology). raw: the whole yaml, for the training and dataset sections.
+    """
+
+    name: str
+    path: Path | None
+    common: CommonParams
+    kp_detector: KPDetectorParams
+    generator: GeneratorParams
+    frame_size: Size = Size(256, 256)
+    paddle: bool = False
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def is_face_model(self) -> bool:
+        """True for models of faces (vox, nemo ...), whose inputs are face-cropped by default."""
+        return bool(_FACE_NAMES.search(self.name))
+
+    @property
+    def mobile(self) -> bool:
+        return self.kp_detector.mobile_net or self.generator.mobile_net
+
+    def section(self, name: str) -> dict[str, Any]:
+        """A top-level yaml section (``train_params``, ``dataset_params`` ...), {} when absent."""
+        value = self.raw.get(name)
+        return value if isinstance(value, dict) else {}
+
+
+def _params(cls: type, values: Any, where: str, path: Path | None, **extra: Any) -> Any:
+    """Build dataclass ``cls`` from a yaml mapping, with errors naming the file and the key."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"config {path}: {where} must be a mapping of parameters")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigError(f"config {path}: {where} has unknown parameter(s) {', '.join(unknown)}; "
+                          f"known: {', '.join(sorted(names - set(extra)))}")
+    try:
+        return cls(**values, **extra)
+    except TypeError as exc:
+        missing = [f.name for f in dataclasses.fields(cls) if f.name not in values and f.name not in extra
+                   and f.default is dataclasses.MISSING]
+        raise ConfigError(f"config {path}: {where} is missing {', '.join(missing) or 'parameters'}") from exc
+
+
+def _official(raw: dict, name: str, path: Path | None) -> ModelConfig:
+    params = raw["model_params"]
+    for key in ("common_params", "kp_detector_params", "generator_params"):
+        if not isinstance(params, dict) or key not in params:
+            raise ConfigError(f"config {path} has no model_params.{key}; it must follow the official FOMM layout "
+                              "(see the shipped vox-256.yaml)")
+    generator = dict(params["generator_params"])
+    if "dense_motion_params" not in generator:
+        raise ConfigError(f"config {path} has no model_params.generator_params.dense_motion_params")
+    dense = _params(DenseMotionParams, generator.pop("dense_motion_params"),
+                    "model_params.generator_params.dense_motion_params", path)
+    dataset = raw.get("dataset_params") or {}
+    shape = dataset.get("frame_shape") or (256, 256, 3)
+    return ModelConfig(
+        name=name, path=path,
+        common=_params(CommonParams, params["common_params"], "model_params.common_params", path),
+        kp_detector=_params(KPDetectorParams, params["kp_detector_params"], "model_params.kp_detector_params", path),
+        generator=_params(GeneratorParams, generator, "model_params.generator_params", path, dense_motion=dense),
+        frame_size=Size(int(shape[1]), int(shape[0])), raw=raw)
+
+
+def _paddle(raw: dict, name: str, path: Path | None) -> ModelConfig:
+    model = raw["model"]
+    generator = model.get("generator") if isinstance(model, dict) else None
+    if not isinstance(generator, dict) or "kp_detector_cfg" not in generator or "generator_cfg" not in generator:
+        raise ConfigError(f"config {path} has no model.generator.kp_detector_cfg / generator_cfg; it must follow "
+                          "PaddleGAN's first-order layout (or the official FOMM layout)")
+    gen = dict(generator["generator_cfg"])
+    if "dense_motion_params" not in gen:
+        raise ConfigError(f"config {path} has no model.generator.generator_cfg.dense_motion_params")
+    dense = dict(gen.pop("dense_motion_params"))
+    dense.setdefault("mobile_net", bool(gen.get("mobile_net", False)))
+    side = raw.get("frame_size", 256)
+    return ModelConfig(
+        name=name, path=path,
+        common=_params(CommonParams, model.get("common_params"), "model.common_params", path),
+        kp_detector=_params(KPDetectorParams, generator["kp_detector_cfg"], "model.generator.kp_detector_cfg", path),
+        generator=_params(GeneratorParams, gen, "model.generator.generator_cfg", path,
+                          dense_motion=_params(DenseMotionParams, dense,
+                                               "model.generator.generator_cfg.dense_motion_params", path)),
+        frame_size=Size(int(side), int(side)), paddle=True, raw=raw)
+
+
+def parse_config(raw: Any, name: str, path: Path | None = None) -> ModelConfig:
+    """A :class:`ModelConfig` from a yaml document already loaded (either layout)."""
+    if isinstance(raw, dict) and "model_params" in raw:
+        return _official(raw, name, path)
+    if isinstance(raw, dict) and "model" in raw:
+        return _paddle(raw, name, path)
+    raise ConfigError(f"config {path or name} has neither model_params (the official FOMM layout) nor model "
+                      "(PaddleGAN's layout); see the shipped vox-256.yaml")
+
+
+def _configs_folder():
+    return resources.files("fomm_lab.engine") / "configs"
+
+
+def available_configs() -> list[str]:
+    """Names of the shipped configs (e.g. ``vox-256``), sorted."""
+    return sorted(p.name[: -len(".yaml")] for p in _configs_folder().iterdir() if p.name.endswith(".yaml"))
+
+
+def config_path(name: str) -> Path:
+    """Path of the shipped config ``name`` (ConfigError listing the known names if unknown)."""
+    names = available_configs()
+    if name not in names:
+        from ..hub.registry import available_models
+
+        raise ConfigError(f"unknown model {name!r}: give a checkpoint name ({', '.join(available_models())}), "
+                          f"a shipped config ({', '.join(names)}) or a .yaml file")
+    return Path(str(_configs_folder() / f"{name}.yaml"))
+
+
+def resolve_config_path(name_or_path: str | Path) -> Path:
+    """The yaml file meant by a shipped config name or a path (ConfigError when there is none)."""
+    text = str(name_or_path)
+    path = Path(text) if (text.endswith((".yaml", ".yml")) or Path(text).exists()) else config_path(text)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist; shipped configs: {', '.join(available_configs())}")
+    return path
+
+
+def load_config(name_or_path: str | Path) -> ModelConfig:
+    """Read a config by shipped name or yaml path."""
+    path = resolve_config_path(name_or_path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} is not valid YAML", details=[str(exc)]) from exc
+    return parse_config(raw, path.stem, path)

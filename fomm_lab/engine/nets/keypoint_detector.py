@@ -1,0 +1,70 @@
+"""Keypoint detector (paper Sec. 3.1 and supplementary A.1)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..keypoints import Keypoints
+from .blocks import AntiAliasInterpolation2d, Hourglass, coordinate_grid
+
+
+class KPDetector(nn.Module):
+    """Predicts K keypoints and their jacobians from an image.
+
+    An hourglass on the (anti-aliased, ``scale_factor``-downscaled) image gives K heatmaps;
+    a softmax with ``temperature`` over each heatmap gives a distribution whose mean is the
+    keypoint (x, y) in [-1, 1]. The jacobian head predicts 4 channels per jacobian map; each
+    keypoint's jacobian is the heatmap-weighted sum of its map (one shared map when
+    ``single_jacobian_map``).
+
+    Input (N, num_channels, H, W) in [0, 1] -> Keypoints(value (N, K, 2), jacobian (N, K, 2, 2)).
+    """
+
+    def __init__(
+        self,
+        block_expansion: int,
+        num_kp: int,
+        num_channels: int,
+        max_features: int,
+        num_blocks: int,
+        temperature: float,
+        estimate_jacobian: bool = False,
+        scale_factor: float = 1,
+        single_jacobian_map: bool = False,
+        pad: int = 0,
+    ):
+        super().__init__()
+        self.predictor = Hourglass(block_expansion, num_channels, num_blocks, max_features)
+        self.kp = nn.Conv2d(self.predictor.out_filters, num_kp, kernel_size=(7, 7), padding=pad)
+        if estimate_jacobian:
+            self.num_jacobian_maps = 1 if single_jacobian_map else num_kp
+            self.jacobian = nn.Conv2d(
+                self.predictor.out_filters, 4 * self.num_jacobian_maps, kernel_size=(7, 7), padding=pad
+            )
+            # Identity jacobians at initialisation (only matters for untrained weights).
+            self.jacobian.weight.data.zero_()
+            identity = torch.tensor([1, 0, 0, 1], dtype=torch.float32)
+            self.jacobian.bias.data.copy_(identity.repeat(self.num_jacobian_maps))
+        else:
+            self.jacobian = None
+        self.temperature = temperature
+        self.scale_factor = scale_factor
+        if scale_factor != 1:
+            self.down = AntiAliasInterpolation2d(num_channels, scale_factor)
+
+    def forward(self, x: torch.Tensor) -> Keypoints:
+        if self.scale_factor != 1:
+            x = self.down(x)
+        features = self.predictor(x)
+        logits = self.kp(features)
+        n, k, h, w = logits.shape
+        heatmap = F.softmax(logits.view(n, k, -1).float() / self.temperature, dim=2).view(n, k, h, w)
+        grid = coordinate_grid(h, w, device=heatmap.device, dtype=heatmap.dtype)
+        value = torch.einsum("nkhw,hwc->nkc", heatmap, grid)
+        if self.jacobian is None:
+            return Keypoints(value, None)
+        maps = self.jacobian(features).float().view(n, self.num_jacobian_maps, 4, h, w)
+        jacobian = torch.einsum("nkhw,nkchw->nkc", heatmap, maps.expand(n, k, 4, h, w))
+        return Keypoints(value, jacobian.view(n, k, 2, 2))

@@ -1,0 +1,208 @@
+"""Registry of the files fomm_lab downloads: FOMM checkpoints and face-alignment's weights.
+
+Each entry names the file, the shipped config it belongs to (checkpoints), where it can be fetched
+(mirrors in order of preference) and its checksum where one is known. Downloading itself lives in
+:mod:`fomm_lab.hub.download`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs, urlencode, urlparse
+
+from ..errors import DownloadError
+
+__all__ = [
+    "FACE_ALIGNMENT_WEIGHTS",
+    "MODELS",
+    "Mirror",
+    "RemoteFile",
+    "available_models",
+    "cache_dir",
+    "model_info",
+]
+
+#: Kinds of mirror. ``direct``: a plain HTTP(S) file URL. ``gdrive``: a Google Drive
+#: ``uc?export=download`` URL, which needs a confirmation step for large files. ``yandex``: a
+#: Yandex Disk public-download API URL that answers with the file's real address. ``manual``: a
+#: page (usually a shared folder) a person must open in a browser; never fetched automatically.
+MIRROR_KINDS = ("direct", "gdrive", "yandex", "manual")
+
+YANDEX_API = "https://cloud-api.yandex.net/v1/disk/public/resources/download"
+
+_RELEASE = "https://github.com/graphemecluster/first-order-model-demo/releases/download/checkpoints/"
+_AUTHORS_GDRIVE = "https://drive.google.com/open?id=1PyQJmkdCsAkOYwUyaj_l-l0as-iLDgeH"
+_AUTHORS_YANDEX = "https://yadi.sk/d/lEw8uRm140L_eQ"
+
+
+@dataclass(frozen=True)
+class Mirror:
+    """One place a checkpoint can be fetched from.
+
+    ``url`` is what gets requested (for ``manual`` mirrors: the page to open in a browser),
+    ``kind`` one of :data:`MIRROR_KINDS`, ``note`` a short human description for error messages.
+    """
+
+    url: str
+    kind: str = "direct"
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in MIRROR_KINDS:
+            raise ValueError(f"mirror kind {self.kind!r} is not one of {MIRROR_KINDS}")
+
+    @classmethod
+    def from_url(cls, url: str) -> Mirror:
+        """Mirror for a user-given URL, recognising Google Drive and Yandex Disk share links."""
+        host = urlparse(url).netloc.lower()
+        if host in {"yadi.sk", "disk.yandex.ru", "disk.yandex.com"}:
+            return yandex_mirror(url)
+        if host == "drive.google.com":
+            file_id = _gdrive_file_id(url)
+            if file_id:
+                return gdrive_mirror(file_id)
+        return cls(url)
+
+
+def yandex_mirror(public_link: str, path: str | None = None, note: str = "") -> Mirror:
+    """Mirror for a Yandex Disk public link (``path``: the file inside a shared folder)."""
+    query = {"public_key": public_link}
+    if path:
+        query["path"] = path
+    return Mirror(f"{YANDEX_API}?{urlencode(query)}", "yandex", note)
+
+
+def gdrive_mirror(file_id: str, note: str = "") -> Mirror:
+    """Mirror for a Google Drive file id."""
+    return Mirror(f"https://drive.google.com/uc?export=download&id={file_id}", "gdrive", note)
+
+
+def _gdrive_file_id(url: str) -> str | None:
+    """File id of a ``drive.google.com/file/d/ID/...`` or ``...?id=ID`` link, if any."""
+    parsed = urlparse(url)
+    parts = parsed.path.split("/")
+    if "d" in parts and parts.index("d") + 1 < len(parts):
+        return parts[parts.index("d") + 1]
+    return parse_qs(parsed.query).get("id", [None])[0]
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """A file to download: ``filename`` in its cache folder, the shipped ``config`` it belongs to
+    (checkpoints; None for other files), ``mirrors`` in order of preference, published ``md5`` /
+    ``sha256`` hex digests or a ``sha256_prefix`` (torch hub's ``name-<prefix>.ext`` convention),
+    None when unknown, ``size`` in bytes (None when unknown) and a one-line ``description``."""
+
+    name: str
+    filename: str
+    config: str | None
+    mirrors: tuple[Mirror, ...]
+    md5: str | None = None
+    sha256: str | None = None
+    sha256_prefix: str | None = None
+    size: int | None = None
+    description: str = ""
+
+
+def _official(name: str, filename: str, config: str, description: str, *extra: Mirror,
+              md5: str | None = None) -> RemoteFile:
+    """Entry with the GitHub release asset first, ``extra`` mirrors next, the authors' shared
+    folders (browser only) last."""
+    mirrors = (
+        Mirror(_RELEASE + filename, note="GitHub release asset of first-order-model-demo"),
+        *extra,
+        Mirror(_AUTHORS_GDRIVE, "manual", "the paper authors' Google Drive folder"),
+        Mirror(_AUTHORS_YANDEX, "manual", "the paper authors' Yandex Disk folder"),
+    )
+    return RemoteFile(name, filename, config, mirrors, md5=md5, description=description)
+
+
+MODELS: dict[str, RemoteFile] = {
+    info.name: info
+    for info in (
+        _official("vox", "vox-cpk.pth.tar", "vox-256", "VoxCeleb talking faces (default for faces)"),
+        _official(
+            "vox-adv", "vox-adv-cpk.pth.tar", "vox-adv-256",
+            "VoxCeleb talking faces, trained with an adversarial loss (used by Avatarify)",
+            Mirror("https://openavatarify.s3-avatarify.com/weights/vox-adv-cpk.pth.tar",
+                   note="Avatarify's S3 copy"),
+            Mirror("https://openavatarify.s3.amazonaws.com/weights/vox-adv-cpk.pth.tar",
+                   note="Avatarify's S3 copy (old address)"),
+            yandex_mirror("https://yadi.sk/d/M0FWpz2ExBfgAA", note="Avatarify's Yandex Disk copy"),
+            gdrive_mirror("1coUCdyRXDbpWnEkA99NLNY60mb9dQ_n3", note="Avatarify's Google Drive copy"),
+            md5="8a45a24037871c045fbb8a6a8aa95ebc",
+        ),
+        _official("taichi", "taichi-cpk.pth.tar", "taichi-256", "Tai-Chi-HD full-body motion"),
+        _official("taichi-adv", "taichi-adv-cpk.pth.tar", "taichi-adv-256",
+                  "Tai-Chi-HD full-body motion, trained with an adversarial loss"),
+        _official("bair", "bair-cpk.pth.tar", "bair-256", "BAIR robot pushing"),
+        _official("mgif", "mgif-cpk.pth.tar", "mgif-256", "Moving-GIF cartoon animals"),
+        _official("fashion", "fashion.pth.tar", "fashion-256", "Fashion videos (full-body models)"),
+        _official("nemo", "nemo-cpk.pth.tar", "nemo-256", "UvA-NEMO smiling faces"),
+    )
+}
+
+
+_FAN = "https://www.adrianbulat.com/downloads/python-fan/"
+
+FACE_ALIGNMENT_WEIGHTS: tuple[RemoteFile, ...] = tuple(
+    RemoteFile(name, filename, None, (Mirror(_FAN + filename, note="face-alignment's author's site"),),
+               sha256_prefix=filename.split("-", 1)[1].split(".", 1)[0], description=description)
+    for name, filename, description in (
+        ("s3fd", "s3fd-619a316812.pth", "S3FD face detector of face-alignment"),
+        ("2dfan4", "2DFAN4-11f355bf06.pth.tar", "2D-FAN 68-point landmarks of face-alignment"),
+    )
+)
+"""face-alignment's weights, kept where it looks for them (torch hub's checkpoints folder); the hex part
+of each name is the start of the file's sha256, as torch hub names files."""
+
+
+def available_models() -> list[str]:
+    """Names of the registry entries, in registry order."""
+    return list(MODELS)
+
+
+def model_info(name: str) -> RemoteFile:
+    """Registry entry for ``name``; :class:`DownloadError` listing the known names otherwise."""
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise DownloadError(
+            f"Unknown checkpoint name {name!r}. Known names: {', '.join(MODELS)}."
+        ) from None
+
+
+def cache_dir(cache_dir: str | os.PathLike[str] | None = None, create: bool = True) -> Path:
+    """Directory holding downloaded checkpoints.
+
+    Chosen as: the ``cache_dir`` argument, else ``$FOMM_LAB_HOME``, else
+    ``$XDG_CACHE_HOME/fomm-lab``, else ``~/.cache/fomm-lab``. With ``create`` the directory is
+    created if needed and must be writable; otherwise :class:`DownloadError` says which directory
+    failed and how to choose another.
+    """
+    if cache_dir is not None:
+        root = Path(cache_dir)
+    elif os.environ.get("FOMM_LAB_HOME"):
+        root = Path(os.environ["FOMM_LAB_HOME"])
+    elif os.environ.get("XDG_CACHE_HOME"):
+        root = Path(os.environ["XDG_CACHE_HOME"]) / "fomm-lab"
+    else:
+        root = Path.home() / ".cache" / "fomm-lab"
+    root = root.expanduser()
+    if not create:
+        return root
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DownloadError(
+            f"Cannot create the checkpoint cache directory {root}: {exc.strerror or exc}. "
+            "Set FOMM_LAB_HOME to a writable directory (or pass cache_dir=...)."
+        ) from exc
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise DownloadError(
+            f"The checkpoint cache directory {root} is not writable. "
+            "Set FOMM_LAB_HOME to a writable directory (or pass cache_dir=...)."
+        )
+    return root

@@ -1,0 +1,98 @@
+"""Browser webcam recorder widget: records a driving clip into an mp4 in the kernel's file system."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import anywidget
+import traitlets
+
+from ..io.slots import SlotWriter
+from . import _assets
+from ._jpeg import decode_jpeg
+
+log = logging.getLogger(__name__)
+
+
+class WebcamRecorder(anywidget.AnyWidget):
+    """Record a clip from the browser's camera (getUserMedia) and save it as mp4 under ``output_dir``.
+
+    The browser grabs a frame every ``1/fps`` seconds and sends it to the kernel as JPEG (at most
+    ``width`` pixels wide); the kernel writes it with :class:`fomm_lab.io.VideoWriter`. Slots the
+    browser skipped (slow machine) repeat the previous frame, so the video keeps real-time speed.
+    Recording stops with the Stop button or after ``max_seconds``; the saved clip is then shown.
+    Camera problems (denied, none, insecure page) appear in the widget and in :attr:`error`.
+
+    Attributes: ``path`` (str) of the last saved mp4 ("" before), ``error`` (str), ``status`` (str),
+    ``frames_written`` (int) of the last recording.
+    """
+
+    _esm = _assets.esm("camera.js", "recorder.js")
+    _css = _assets.css()
+
+    fps = traitlets.Int(25).tag(sync=True)
+    max_seconds = traitlets.Float(10.0).tag(sync=True)
+    width = traitlets.Int(640).tag(sync=True)
+    height = traitlets.Int(480).tag(sync=True)
+    status = traitlets.Unicode("Press Record to start the camera.").tag(sync=True)
+    error = traitlets.Unicode("").tag(sync=True)
+    path = traitlets.Unicode("").tag(sync=True)
+    frames_written = traitlets.Int(0).tag(sync=True)
+
+    def __init__(self, output_dir: str | Path = "temp", *, fps: int = 25, max_seconds: float = 10.0,
+                 width: int = 640, height: int = 480, **kwargs: Any) -> None:
+        super().__init__(fps=fps, max_seconds=max_seconds, width=width, height=height, **kwargs)
+        self.output_dir = Path(output_dir)
+        self._writer: SlotWriter | None = None
+        self.on_msg(self._on_message)
+
+    @property
+    def video_path(self) -> Path | None:
+        """The last saved recording, or None when nothing was recorded yet."""
+        return Path(self.path) if self.path else None
+
+    def _on_message(self, _widget: Any, content: dict, buffers: list[memoryview]) -> None:
+        kind = content.get("type")
+        try:
+            if kind == "start":
+                self._start()
+            elif kind == "frame" and buffers and self._writer is not None:
+                self._writer.write(int(content["index"]), decode_jpeg(buffers[0]))
+                self.frames_written = self._writer.slots
+                self.status = f"recording... {self._writer.seconds:.1f} s"
+            elif kind == "stop":
+                self._stop()
+        except Exception as exc:  # noqa: BLE001 - a comm callback has nobody else to report to
+            log.exception("webcam recorder failed")
+            self._abort()
+            self.error = f"Recording failed: {exc}"
+            self.status = "recording failed"
+
+    def _start(self) -> None:
+        self._abort()
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        target = self.output_dir / time.strftime("webcam-%Y%m%d-%H%M%S.mp4")
+        self._writer = SlotWriter(target, self.fps, max_slots=int(round(self.max_seconds * self.fps)))
+        self.frames_written = 0
+        self.error = ""
+        self.status = "recording..."
+
+    def _stop(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is None or writer.slots == 0:
+            if writer is not None:
+                writer.abort()
+            self.status = "Nothing was recorded."
+            return
+        target = writer.close()
+        self.path = str(target)
+        self.status = f"Saved {writer.slots} frames ({writer.seconds:.1f} s) to {target}"
+        self.send({"type": "saved", "path": str(target)}, buffers=[target.read_bytes()])
+
+    def _abort(self) -> None:
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            writer.abort()

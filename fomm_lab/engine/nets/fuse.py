@@ -97,12 +97,15 @@ _REWRITES = {
 
 @torch.no_grad()
 def fuse_for_inference(module: nn.Module) -> nn.Module:
-    """A copy of ``module`` (eval mode) with every block replaced by its exact fused form."""
+    """A copy of ``module`` (eval mode) with every block replaced by its exact fused form: the rewrites
+    above, or, for a block class with a ``fused()`` method, what that returns."""
     if module.training:
         raise ValueError("fuse_for_inference needs a module in eval mode")
     fused = copy.deepcopy(module)
     for name, child in list(fused.named_modules()):
         rewrite = _REWRITES.get(type(child))
+        if rewrite is None and callable(getattr(child, "fused", None)):
+            rewrite = type(child).fused  # a block that knows its own inference form (e.g. the mobile blocks)
         if rewrite is None or not name:
             continue
         parent_name, _, attr = name.rpartition(".")

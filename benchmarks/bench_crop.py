@@ -18,8 +18,7 @@ def bench_crop(seconds: float = 10.0, size: tuple[int, int] = (640, 480), stride
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from clips import make_face_clip
 
-    from fomm_lab.faces import plan_video_crop
-    from fomm_lab.faces import FaceAlignmentDetector, HaarDetector
+    from fomm_lab.faces import FaceAlignmentDetector, HaarDetector, plan_video_crop
     from fomm_lab.faces.detect import face_alignment_weights_cached
 
     backends = {"haar": HaarDetector, "haar+profile": lambda: HaarDetector(profile=True)}

@@ -35,8 +35,7 @@ def stream_once(clip: Path, frames: int, out: Path) -> dict:
     """Decode ``frames`` frames of ``clip``, run the stub on each, encode to ``out``; measure."""
     import numpy as np
 
-    from fomm_lab.io import read_video, write_video
-    from fomm_lab.io import resize_to_model
+    from fomm_lab.io import read_video, resize_to_model, write_video
 
     still = np.full((256, 256, 3), 128, np.uint8)
 

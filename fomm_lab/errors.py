@@ -28,6 +28,16 @@ class Remedy:
     value: object = True
 
 
+class Placeholder(str):
+    """A value in advice that the user fills in, shown without quotes (e.g. ``(x0, y0, x1, y1)``)."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+BOX = Placeholder("(x0, y0, x1, y1)")
+"""The placeholder of a face box in pixels."""
+
 _PYTHON_OWNERS = {"crop": "CropOptions", "motion": "MotionOptions", "output": "OutputOptions",
                   "runtime": "RuntimeOptions"}
 

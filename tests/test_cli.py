@@ -30,14 +30,19 @@ def run_module(*args: str, env: dict[str, str] | None = None, timeout: float = 3
 
 
 def assert_one_line_error(stderr: str, *needles: str) -> str:
-    """stderr ends in exactly one ``fomm-lab...: error:`` line holding ``needles``, with no traceback."""
+    """stderr holds exactly one ``fomm-lab...: error:`` line, short (what is wrong and what to do), followed
+    only by indented detail lines, with no traceback; ``needles`` are in that error block. Returns the block."""
     assert "Traceback" not in stderr
-    errors = [line for line in stderr.splitlines() if ": error:" in line]
-    assert len(errors) == 1, stderr
-    assert errors[0].startswith("fomm-lab")
+    lines = stderr.splitlines()
+    starts = [i for i, line in enumerate(lines) if ": error:" in line]
+    assert len(starts) == 1, stderr
+    first = lines[starts[0]]
+    assert first.startswith("fomm-lab") and len(first) <= 400, first
+    block = [first, *[line for line in lines[starts[0] + 1:] if line.startswith("  ")]]
+    text = "\n".join(block)
     for needle in needles:
-        assert needle in errors[0], errors[0]
-    return errors[0]
+        assert needle in text, text
+    return text
 
 
 # ----------------------------------------------------------------------------------- arguments
@@ -61,7 +66,7 @@ def test_each_command_has_help(command, capsys):
     [
         ([], "required: COMMAND"),
         (["paint"], "invalid choice: 'paint'"),
-        (["animate", "--source", "a.png"], "required: --driving, --output"),
+        (["animate", "--source", "a.png"], "required: --driving"),
         (["animate", "--source", "a.png", "--driving", "d.mp4", "--output", "o.mp4", "--dtype", "int8"],
          "invalid choice: 'int8'"),
         (["animate", "--source", "a.png", "--driving", "d.mp4", "--output", "o.mp4", "--batch-size", "0"],
@@ -73,7 +78,7 @@ def test_each_command_has_help(command, capsys):
         (["animate", "--source", "a.png", "--driving", "d.mp4", "--output", "o.mp4",
           "--find-best-frame", "--best-frame", "3"], "not allowed with argument"),
         (["animate", "--source", "a.png", "--driving", "d.mp4", "--output", "o.mp4",
-          "--crop-padding", "0", "0", "0", "0"], "--crop-padding needs --crop-source"),
+          "--no-crop-source", "--crop-padding", "0", "0", "0", "0"], "--crop-padding needs face cropping"),
         (["animate", "--source", "a.png", "--driving", "d.mp4", "--output", "o.mp4", "--crop-source",
           "--crop-padding", "0", "0", "0"], "expected 4 arguments"),
         (["crop", "v.mp4"], "required: --output"),
@@ -174,7 +179,7 @@ def test_module_entry_point_reports_one_line_and_exit_1(tmp_path):
     result = run_module(*animate_args(tmp_path / "nope.png", tmp_path / "nope.mp4", tmp_path / "o.mp4"))
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
-        f"fomm-lab: error: Image '{tmp_path / 'nope.png'}' does not exist. Check the path."]
+        f"fomm-lab: error: image '{tmp_path / 'nope.png'}' does not exist; check the path"]
 
 
 def test_module_entry_point_bad_arguments_exit_2():
@@ -197,9 +202,9 @@ def test_models_lists_the_registry_and_the_cache(tmp_path, tiny_vox, capsys):
     assert set(rows) == set(MODELS)
     for name, row in rows.items():
         info = MODELS[name]
-        assert row[1] == info.filename
-        assert row[2] == ("yes" if name == "mgif" else "no")
-        assert row[3] == str(cache / info.filename)
+        assert row[1] == "256x256"
+        assert row[3] == ("yes" if name == "mgif" else "no")
+        assert row[4] == str(cache / info.filename)
     assert not (tmp_path / "cache" / MODELS["vox"].filename).exists()
 
 

@@ -15,12 +15,9 @@ from test_cli import assert_one_line_error, run_module
 
 from fomm_lab import Animator
 from fomm_lab.cli import main
-from fomm_lab.faces import DEFAULT_PADDING, crop_photo, plan_video_crop
-from fomm_lab.faces import HaarDetector
-from fomm_lab.io import probe_video, read_image, read_video
+from fomm_lab.faces import DEFAULT_PADDING, HaarDetector, crop_photo, paste_back, plan_video_crop
 from fomm_lab.hub.registry import MODELS
-from fomm_lab.faces import paste_back
-from fomm_lab.io import resize_to_model
+from fomm_lab.io import probe_video, read_image, read_video, resize_to_model
 
 SIZE = (256, 256)
 
@@ -47,9 +44,13 @@ def model_args(tiny_vox) -> list[str]:
     return ["--config", str(tiny_vox[0]), "--checkpoint", str(tiny_vox[1]), "--device", "cpu"]
 
 
-def animate(media, output, tiny_vox, *extra) -> int:
+PLAIN = ["--no-crop-source", "--no-crop-driving", "--smoothing", "0", "--dtype", "float32"]
+"""Options that make the command compute exactly what a bare ``Animator`` does (later flags override)."""
+
+
+def animate(media, output, tiny_vox, *extra, plain: bool = True) -> int:
     return main(["animate", "--source", str(media["photo"]), "--driving", str(media["driving"]),
-                 "--output", str(output), *model_args(tiny_vox), "-q", *extra])
+                 "--output", str(output), *model_args(tiny_vox), "-q", *(PLAIN if plain else []), *extra])
 
 
 def png_frames(folder: Path) -> np.ndarray:
@@ -104,7 +105,7 @@ def test_compiled_equals_eager(media, tiny_vox, default_frames, tmp_path):
 def test_mp4_output_with_the_driving_sound(no_audio, media, tiny_vox, default_frames, tmp_path, capsys):
     out = tmp_path / "result.mp4"
     argv = ["animate", "--source", str(media["photo"]), "--driving", str(media["driving"]),
-            "--output", str(out), *model_args(tiny_vox)] + (["--no-audio"] if no_audio else [])
+            "--output", str(out), *model_args(tiny_vox), *PLAIN] + (["--no-audio"] if no_audio else [])
     assert main(argv) == 0
     captured = capsys.readouterr()
     assert "animating" in captured.err  # the progress bar
@@ -121,7 +122,7 @@ def test_mp4_output_with_the_driving_sound(no_audio, media, tiny_vox, default_fr
 @pytest.mark.slow
 @pytest.mark.parametrize("padding", [None, (0.0, 0.0, 0.0, 0.0)])
 def test_paste_back_into_the_full_photo(padding, media, tiny_vox, tiny_model, tmp_path):
-    extra = ["--paste-back"] + (["--crop-padding", *map(str, padding)] if padding else [])
+    extra = ["--paste-back", "--crop-source"] + (["--crop-padding", *map(str, padding)] if padding else [])
     assert animate(media, tmp_path / "frames", tiny_vox, *extra) == 0
     got = png_frames(tmp_path / "frames")
     photo = read_image(media["photo"])
@@ -130,11 +131,24 @@ def test_paste_back_into_the_full_photo(padding, media, tiny_vox, tiny_model, tm
     expected = np.stack([paste_back(photo, f, crop.box.as_tuple()) for f in faces.astype(np.uint8)])
     assert got.shape == (4, *photo.shape)
     assert np.abs(got - expected).max() <= 1
-    x0, y0, x1, y1 = (int(v) for v in crop.box.as_tuple())
+    x0, y0, x1, y1 = crop.box.as_ints()
     outside = np.ones(photo.shape[:2], bool)
     outside[y0:y1, x0:x1] = False
     assert (got[:, outside] == photo[outside]).all()  # the rest of the photo is untouched
     assert np.abs(got[:, y0:y1, x0:x1] - photo[y0:y1, x0:x1]).mean() > 5
+
+
+def test_defaults_agree_with_the_pipeline(media, tiny_vox, tiny_model, tmp_path):
+    """The command with its defaults (face crops, auto dtype, smoothing) computes what
+    ``fomm_lab.pipeline.run_job`` computes for the same job: the CLI adds no flow of its own."""
+    from fomm_lab.pipeline import AnimateJob, OutputOptions, run_job
+
+    assert animate(media, tmp_path / "cli", tiny_vox, plain=False) == 0
+    job = AnimateJob(source=media["photo"], driving=media["driving"], model=tiny_vox[0], checkpoint=tiny_vox[1],
+                     output=OutputOptions(video=tmp_path / "api"))
+    result = run_job(job, model=tiny_model, progress=False)
+    assert result.frames == 4
+    assert np.array_equal(png_frames(tmp_path / "cli"), png_frames(tmp_path / "api"))
 
 
 def test_crop_source_animates_the_face_crop(media, tiny_vox, tiny_model, tmp_path):
@@ -147,8 +161,8 @@ def test_crop_source_animates_the_face_crop(media, tiny_vox, tiny_model, tmp_pat
 @pytest.mark.slow
 def test_crop_driving_uses_the_longest_face_track(media, tiny_vox, tiny_model, tmp_path, capsys):
     assert animate(media, tmp_path / "frames", tiny_vox, "--crop-driving", "--verbose") == 0
-    assert "track 0" in capsys.readouterr().err  # the plan is logged
-    plan = plan_video_crop(media["driving"], min_frames=1, detector=HaarDetector(), progress=False, size=256)
+    assert "track 1: frames 0-3" in capsys.readouterr().out  # the plan is shown
+    plan = plan_video_crop(media["driving"], detector=HaarDetector(), progress=False, size=256)
     cropped = plan.write(tmp_path / "driving-crop.mp4")
     expected = library_frames(tiny_model, resize_to_model(read_image(media["photo"]), SIZE), cropped)
     assert np.abs(png_frames(tmp_path / "frames") - expected).max() <= 1
@@ -156,13 +170,14 @@ def test_crop_driving_uses_the_longest_face_track(media, tiny_vox, tiny_model, t
 
 def test_find_best_frame_without_face_alignment_weights(media, tiny_vox, tmp_path, capsys):
     assert animate(media, tmp_path / "out.mp4", tiny_vox, "--find-best-frame") == 1
-    assert_one_line_error(capsys.readouterr().err, "--find-best-frame", "--download-face-weights", "--best-frame N")
+    assert_one_line_error(capsys.readouterr().err, "best frame needs face-alignment", "--download-face-weights",
+                          "--best-frame 0")
     assert list(tmp_path.iterdir()) == []
 
 
 def test_best_frame_past_the_end(media, tiny_vox, tmp_path, capsys):
     assert animate(media, tmp_path / "out.mp4", tiny_vox, "--best-frame", "10") == 1
-    assert_one_line_error(capsys.readouterr().err, "best_frame 10", "4 frames")
+    assert_one_line_error(capsys.readouterr().err, "best frame 10", "4 frames", "--best-frame 3")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -204,14 +219,14 @@ def test_registry_checkpoint_that_does_not_fit(media, tmp_path, tiny_vox, capsys
     argv = ["animate", "--source", str(media["photo"]), "--driving", str(media["driving"]),
             "--output", str(tmp_path / "o.mp4"), "--config", "vox", "--cache-dir", str(cache), "--device", "cpu"]
     assert main(argv) == 1
-    assert_one_line_error(capsys.readouterr().err, "does not fit config vox-256")
+    assert_one_line_error(capsys.readouterr().err, "does not fit config vox-256", "--config CONFIG.yaml")
 
 
 @pytest.mark.slow
 def test_through_python_dash_m(media, tiny_vox, tmp_path):
     out = tmp_path / "result.mp4"
     result = run_module("animate", "--source", str(media["photo"]), "--driving", str(media["driving"]),
-                        "--output", str(out), *model_args(tiny_vox), "--crop-source",
+                        "--output", str(out), *model_args(tiny_vox),
                         "--side-by-side", str(tmp_path / "sbs.mp4"))
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr

@@ -8,8 +8,7 @@ from clips import make_face_clip, make_test_video
 from test_cli import assert_one_line_error
 
 from fomm_lab.cli import main
-from fomm_lab.faces import plan_video_crop
-from fomm_lab.faces import HaarDetector
+from fomm_lab.faces import HaarDetector, plan_video_crop
 from fomm_lab.io import probe_video, read_video
 
 
@@ -30,7 +29,7 @@ def test_crop_writes_the_longest_track_with_sound(face_clip, tmp_path, capsys):
     assert main(["crop", str(face_clip), "--output", str(out), "-q"]) == 0
     printed = capsys.readouterr().out
     plan = plan_video_crop(face_clip, detector=HaarDetector(), progress=False, size=256)
-    assert str(plan) in printed  # the plan, then what was written
+    assert plan.describe(out) in printed  # the plan (exactly what runs), then what was written
     assert f"wrote {out}" in printed
     info = probe_video(out)
     assert (info.width, info.height) == (256, 256)
@@ -58,9 +57,9 @@ def test_all_tracks_numbers_the_clips(face_clip, tmp_path, capsys):
 
 
 def test_increase_changes_the_box(face_clip, tmp_path, capsys):
-    assert main(["crop", str(face_clip), "--output", str(tmp_path / "a.mp4"), "--increase", "0", "-q"]) == 0
+    assert main(["crop", str(face_clip), "--output", str(tmp_path / "a.mp4"), "--increase", "0", "--mode", "static", "-q"]) == 0
     tight = capsys.readouterr().out
-    assert main(["crop", str(face_clip), "--output", str(tmp_path / "b.mp4"), "--increase", "0.3", "-q"]) == 0
+    assert main(["crop", str(face_clip), "--output", str(tmp_path / "b.mp4"), "--increase", "0.3", "--mode", "static", "-q"]) == 0
     loose = capsys.readouterr().out
 
     def side(text: str) -> int:
@@ -84,7 +83,7 @@ def brief_face(tmp_path_factory):
 def test_min_frames(brief_face, tmp_path, capsys):
     out = tmp_path / "o.mp4"
     assert main(["crop", str(brief_face), "--output", str(out), "--min-frames", "15", "-q"]) == 1
-    assert_one_line_error(capsys.readouterr().err, "min_frames=15")
+    assert_one_line_error(capsys.readouterr().err, "shorter than 15 frames", "--min-frames N")
     assert not out.exists()
     assert main(["crop", str(brief_face), "--output", str(out), "--min-frames", "5", "-q"]) == 0
     assert 5 <= sum(1 for _ in read_video(out)) <= 15
@@ -93,7 +92,7 @@ def test_min_frames(brief_face, tmp_path, capsys):
 def test_video_without_a_face(tmp_path, capsys):
     pattern = make_test_video(tmp_path / "pattern.mp4", frames=10, fps=10, size=(160, 120))
     assert main(["crop", str(pattern), "--output", str(tmp_path / "o.mp4"), "-q"]) == 1
-    assert_one_line_error(capsys.readouterr().err, "no face found")
+    assert_one_line_error(capsys.readouterr().err, "no face was found", "--box X0 Y0 X1 Y1")
     assert not (tmp_path / "o.mp4").exists()
 
 

@@ -16,10 +16,10 @@ import shlex
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = ["build.sh", "run.sh", "run_no_cuda.sh", ".ci/docker-common.sh", ".ci/install-python-deps.sh", ".ci/install.sh", ".ci/run"]

@@ -11,8 +11,8 @@ import pytest
 import torch
 from httpserver import LocalServer
 
-from fomm_lab.hub.download import cache_status, download_checkpoint, ensure_checkpoint
 from fomm_lab.errors import CheckpointError, DownloadError
+from fomm_lab.hub.download import cache_status, download_checkpoint, ensure_checkpoint
 from fomm_lab.hub.registry import Mirror, RemoteFile
 
 CUT = 300_000  # bytes sent before a connection is dropped
@@ -113,7 +113,7 @@ def test_md5_mismatch_alone_fails_and_leaves_nothing(server, tmp_path, other):
     with pytest.raises(DownloadError, match="md5 is .* but tiny-cpk.pth.tar should have 0123"):
         ensure_checkpoint(tiny(wrong, md5="0123456789abcdef0123456789abcdef"),
                           cache_dir=tmp_path, progress=False)
-    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny-cpk.pth.tar.lock"]  # the lock stays, empty
 
 
 def test_structural_check_without_checksum(server, tmp_path, good):
@@ -157,10 +157,13 @@ def test_every_mirror_failing_explains_what_to_do(server, tmp_path):
     text = str(err.value)
     assert f"{server.url('/missing')}: HTTP 404" in text
     assert f"{html}: served an HTML page" in text
-    assert f"{dead}: connection failed" in text
+    assert f"{dead}: cannot connect to 127.0.0.1" in text
     assert "https://example.org/folder (a shared folder)" in text
-    assert f"at: {tmp_path / 'tiny-cpk.pth.tar'}\n" in text
-    assert "fomm-lab download tiny --url URL" in text
+    assert text.splitlines()[-1] == f"or put the file, as it is (do not unpack the .pth.tar), at {tmp_path / 'tiny-cpk.pth.tar'}"
+    assert "download_checkpoint('tiny', url=URL)" in text.splitlines()[0]  # Python's words here
+    from fomm_lab.cli import render_error
+
+    assert "(`fomm-lab download tiny --url URL`)" in render_error(err.value).splitlines()[0]  # the CLI's
     assert [s.path for s in server.seen] == ["/missing", "/page"]
 
 

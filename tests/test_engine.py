@@ -150,7 +150,7 @@ def test_code_running_pickle_is_refused_and_not_executed(tmp_path):
 def test_missing_entries(tmp_path):
     path = tmp_path / "weights.pth"
     torch.save({"state_dict": {"w": torch.zeros(1)}}, path)
-    with pytest.raises(CheckpointError, match="no 'generator' or 'kp_detector' entry.*state_dict"):
+    with pytest.raises(CheckpointError, match="(?s)no .generator. or .kp_detector. entry.*state_dict"):
         read_checkpoint(path)
 
 
@@ -168,7 +168,7 @@ def test_config_mismatch_suggests_fitting_shipped_config(tmp_path):
     kp_detector, generator = build_networks(load_config("vox-256"))
     path = tmp_path / "vox-cpk.pth.tar"
     torch.save({"generator": generator.state_dict(), "kp_detector": kp_detector.state_dict()}, path)
-    with pytest.raises(CheckpointError, match=r"vox-256.*fit this file: pass config="):
+    with pytest.raises(CheckpointError, match=r"(?s)config mgif-256: use a config that fits it \(model='vox-256'\).*fit this file: .*vox-256"):
         load_model("mgif-256", path, device="cpu")
     assert load_model("vox-256", path, device="cpu").name == "vox-256"
 
@@ -214,9 +214,9 @@ def test_best_frame_reference_and_errors(golden_dir, tiny_model):
     by_stages = np.stack([animator.step(f) for f in driving])
     assert np.array_equal(with_best, by_stages)
     assert not np.array_equal(with_best, np.stack(list(animator.animate(source, iter(driving)))))
-    with pytest.raises(FommLabError, match="past the end of the driving clip \\(4 frames\\)"):
+    with pytest.raises(FommLabError, match="past the end of the driving clip \\(3 frames\\)"):
         list(animator.animate(source, iter(driving), best_frame=9))
-    with pytest.raises(FommLabError, match="RGB frame"):
+    with pytest.raises(ValueError, match="RGB frame"):
         list(animator.animate(source, iter([np.zeros((256, 256), np.uint8)])))
 
 
@@ -224,7 +224,7 @@ def test_any_frame_size_is_resized(golden_dir, tiny_model):
     gold = np.load(golden_dir / "tiny-vox-golden.npz")
     big = [cv2.resize(f, (400, 300)) for f in gold["driving"]]
     out = list(Animator(tiny_model).animate(cv2.resize(gold["source"], (512, 512)), big))
-    assert [f.shape for f in out] == [(256, 256, 3)] * 4
+    assert [f.shape for f in out] == [(256, 256, 3)] * len(gold["driving"])
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
@@ -283,8 +283,9 @@ def test_find_best_frame_picks_matching_pose():
 def test_text_file_is_not_called_code(tmp_path):
     path = tmp_path / "README.pth.tar"
     path.write_text("# notes\nthis is a readme, not weights\n" * 20)
-    with pytest.raises(CheckpointError, match="truncated or corrupt, not a readable torch checkpoint"):
+    with pytest.raises(CheckpointError, match="is not a torch checkpoint") as err:
         read_checkpoint(path)
+    assert "run code" not in str(err.value)
 
 
 # -- exact inference rewrites ----------------------------------------------------------------

@@ -6,13 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from clips import face_clip_frames, face_patch, make_face_clip
 from PIL import Image
 
 from fomm_lab.errors import MediaError
+from fomm_lab.io import make_gif, probe_video, read_video, save_png_frames, side_by_side
 from fomm_lab.io.export import caption_strip
-from fomm_lab.io import make_gif, save_png_frames, side_by_side
-from fomm_lab.io import probe_video, read_video
-from clips import face_clip_frames, face_patch, make_face_clip
 
 
 @pytest.fixture(scope="module")

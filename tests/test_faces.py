@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import http.server
 import threading
 import time
@@ -12,10 +13,11 @@ import pytest
 from skimage import data
 
 from fomm_lab.errors import ConfigError, DownloadError, MediaError
-from fomm_lab.faces import detect as faces
-from fomm_lab.geometry import Box
-from fomm_lab.faces.detect import FaceAlignmentUnavailable
 from fomm_lab.faces import HaarDetector, get_detector, get_landmarker
+from fomm_lab.faces import detect as faces
+from fomm_lab.faces.detect import FaceAlignmentUnavailable
+from fomm_lab.geometry import Box
+from fomm_lab.hub.registry import Mirror, RemoteFile
 
 # The astronaut's face (eyes, nose, mouth, chin) in the 512x512 photo, checked by eye.
 FACE_REGION = Box(185, 80, 262, 155)
@@ -84,9 +86,9 @@ def test_auto_falls_back_to_haar_without_weights(torch_home):
 
 
 def test_face_alignment_without_weights_is_a_clear_error(torch_home):
-    with pytest.raises(DownloadError, match=r"s3fd-619a316812\.pth.*detector='haar'"):
+    with pytest.raises(DownloadError, match=r"(?s)weights are not in .*detector='haar'.*s3fd-619a316812\.pth"):
         get_detector("face_alignment")
-    with pytest.raises(DownloadError, match="face-alignment weights"):
+    with pytest.raises(DownloadError, match="face-alignment's weights"):
         get_landmarker()
     with pytest.raises(ConfigError, match="unknown face detector 'dlib'.*haar"):
         get_detector("dlib")
@@ -105,7 +107,7 @@ def _serve(folder, handler_class=http.server.SimpleHTTPRequestHandler):
     return server
 
 
-def test_download_is_bounded_and_leaves_no_partial_file(torch_home, tmp_path, monkeypatch):
+def test_download_is_bounded_and_publishes_nothing(torch_home, tmp_path, monkeypatch):
     class Stall(http.server.SimpleHTTPRequestHandler):
         def do_GET(self):
             self.send_response(200)
@@ -118,12 +120,14 @@ def test_download_is_bounded_and_leaves_no_partial_file(torch_home, tmp_path, mo
     server = _serve(tmp_path, Stall)
     try:
         base = f"http://127.0.0.1:{server.server_address[1]}"
-        monkeypatch.setattr(faces, "FACE_ALIGNMENT_WEIGHTS", {"s3fd.pth": f"{base}/s3fd.pth"})
+        monkeypatch.setattr("fomm_lab.hub.download.TIMEOUT", (1.0, 1.0))
+        entry = RemoteFile("s3fd", "s3fd-0123456789.pth", None, (Mirror(f"{base}/s3fd.pth"),), sha256_prefix="0123456789")
         start = time.monotonic()
-        with pytest.raises(DownloadError, match="could not download .*s3fd.pth"):
-            faces.download_face_alignment_weights(timeout=1, progress=False)
+        with pytest.raises(DownloadError, match=r"(?s)could not download s3fd .*s3fd.pth: .*stopped sending"):
+            faces.download_face_alignment_weights([entry], progress=False)
         assert time.monotonic() - start < 4
-        assert list(torch_home.iterdir()) == []
+        # nothing under the final name; the bytes received wait in .part for the next attempt to resume
+        assert sorted(p.name for p in torch_home.iterdir()) == [f"{entry.filename}.lock", f"{entry.filename}.part"]
     finally:
         server.shutdown()
 
@@ -135,12 +139,20 @@ def test_download_fetches_missing_weights(torch_home, tmp_path, monkeypatch):
     server = _serve(served)
     try:
         base = f"http://127.0.0.1:{server.server_address[1]}"
-        monkeypatch.setattr(faces, "FACE_ALIGNMENT_WEIGHTS", {"a.pth": f"{base}/a.pth"})
-        assert not faces.face_alignment_weights_cached()
-        assert faces.download_face_alignment_weights(progress=False) == torch_home
-        assert (torch_home / "a.pth").read_bytes() == b"A" * 3000
-        assert faces.face_alignment_weights_cached()
-        assert sorted(p.name for p in torch_home.iterdir()) == ["a.pth"]
+        data = b"A" * 3000
+        prefix = hashlib.sha256(data).hexdigest()[:10]
+        good = RemoteFile("a", f"a-{prefix}.pth", None, (Mirror(f"{base}/a.pth"),), sha256_prefix=prefix)
+        assert not faces.face_alignment_weights_cached([good])
+        assert faces.download_face_alignment_weights([good], progress=False) == torch_home
+        assert (torch_home / good.filename).read_bytes() == data
+        assert faces.face_alignment_weights_cached([good])
+        assert sorted(p.name for p in torch_home.iterdir() if not p.name.endswith(".lock")) == [
+            good.filename, good.filename + ".sha256"]
+        # bytes that do not have the sha256 the name promises are refused, and nothing is kept
+        bad = RemoteFile("b", "b-ffffffffff.pth", None, (Mirror(f"{base}/a.pth"),), sha256_prefix="ffffffffff")
+        with pytest.raises(DownloadError, match="should start with ffffffffff"):
+            faces.download_face_alignment_weights([bad], progress=False)
+        assert not (torch_home / bad.filename).exists() and not (torch_home / (bad.filename + ".part")).exists()
     finally:
         server.shutdown()
 

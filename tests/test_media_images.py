@@ -9,12 +9,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from clips import face_patch
 from PIL import Image
 
 from fomm_lab.errors import MediaError
-from fomm_lab.io import read_image
-from fomm_lab.io import resize_image, resize_to_model
-from clips import face_patch
+from fomm_lab.io import read_image, resize_image, resize_to_model
 
 
 @pytest.mark.parametrize("suffix", [".png", ".jpg", ".webp", ".bmp", ".tiff"])

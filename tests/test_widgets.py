@@ -34,7 +34,7 @@ def test_jpeg_round_trip_and_garbage() -> None:
     patch = face_patch(96)
     back = decode_jpeg(memoryview(encode_jpeg(patch, quality=95)))
     assert back.shape == patch.shape and np.abs(back.astype(int) - patch).mean() < 4
-    with pytest.raises(MediaError, match="not a JPEG"):
+    with pytest.raises(MediaError, match="not an image that can be decoded"):
         decode_jpeg(b"<html>not an image</html>")
 
 
@@ -89,7 +89,7 @@ def test_recorder_reports_bad_frames_and_keeps_nothing(tmp_path: Path) -> None:
     rec._handle_custom_msg({"type": "start"}, [])
     rec._handle_custom_msg({"type": "frame", "index": 0}, [memoryview(_jpeg(_solid(90)))])
     rec._handle_custom_msg({"type": "frame", "index": 1}, [memoryview(b"garbage")])
-    assert "not a JPEG" in rec.error and rec.status == "recording failed"
+    assert "not an image that can be decoded" in rec.error and rec.status == "recording failed"
     rec._handle_custom_msg({"type": "stop"}, [])
     assert rec.path == "" and list(tmp_path.iterdir()) == []
 

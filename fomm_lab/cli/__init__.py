@@ -88,6 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        if args.command == "animate" and args.crop_padding and args.crop_source is False:
+            parser.error("--crop-padding needs face cropping; it has no effect with --no-crop-source")
     except SystemExit as exc:  # --help (0) or a usage error (2), already printed by argparse
         return exc.code if isinstance(exc.code, int) else 2
     debug = getattr(args, "debug", False)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 WORDS: dict[str, dict[str, str | None]] = {
-    "crop": {"crop.driving_box": "--box X0 Y0 X1 Y1", "crop.driving": None},
+    "crop": {"crop.driving_box": "--box X0 Y0 X1 Y1", "crop.driving": None, "crop.min_track_frames": "--min-frames N"},
 }
 """Per-command wording of remedies where it differs from the common flags (None: not offered)."""
 
@@ -125,7 +125,7 @@ def download(args: argparse.Namespace) -> int:
 
 
 def _size_text(size: int | None) -> str:
-    return f"{size / 1e6:.0f} MB" if size else "?"
+    return f"{size / 1e6:.0f}MB" if size else "?"
 
 
 def models(args: argparse.Namespace) -> int:

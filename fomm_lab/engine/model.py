@@ -12,7 +12,7 @@ from typing import cast
 import torch
 
 from ..device import pick_device
-from ..errors import CheckpointError, Remedy, shorten
+from ..errors import CheckpointError, Placeholder, Remedy, shorten
 from ..geometry import Size
 from .checkpoint import describe_mismatch, mismatch, non_finite, read_checkpoint, strip_prefix
 from .config import ModelConfig, available_configs, load_config
@@ -131,11 +131,15 @@ def load_weights(kp_detector: KPDetector, generator: OcclusionAwareGenerator, ch
             problems += describe_mismatch(name, *diff)
     if problems:
         fits = fitting_configs(states)
-        raise CheckpointError(
-            f"checkpoint {checkpoint} does not fit config {config_label}",
-            details=problems,
-            remedies=[Remedy("use the config that fits it ({})", "model", fits[0])] if fits else
-            [Remedy("give the yaml config it was trained with ({})", "model", "CONFIG.yaml")])
+        if fits:
+            best = "vox-256" if "vox-256" in fits else fits[0]
+            raise CheckpointError(f"checkpoint {checkpoint} does not fit config {config_label}",
+                                  details=[f"shipped configs that fit this file: {', '.join(fits)}", *problems],
+                                  remedies=[Remedy("use a config that fits it ({})", "model", best)])
+        raise CheckpointError(f"checkpoint {checkpoint} does not fit config {config_label}, and no shipped config "
+                              "fits it", details=problems,
+                              remedies=[Remedy("give the yaml config it was trained with ({})", "model",
+                                               Placeholder("CONFIG.yaml"))])
     bad = [f"{name}.{key}" for name in states for key in non_finite(states[name])]
     if bad:
         raise CheckpointError(f"checkpoint {checkpoint} holds NaN or infinite weights ({shorten(bad, 3)}): it is "

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import CropError, FaceIndexError, NoFaceError, Remedy
+from ..errors import BOX, CropError, FaceIndexError, NoFaceError, Remedy
 from ..geometry import Box, Size
 from ..io.resize import resize_image
 from .detect import FaceDetector, get_detector
@@ -106,7 +106,7 @@ def crop_faces(img: np.ndarray | str | Path, size: int | tuple[int, int],
     found = find_faces(img, detector, "left-to-right")
     if not found:
         raise NoFaceError(f"no face was found in {name} by the {detector.name} detector", remedies=[
-            Remedy("give the face box ({})", "crop.source_box", "X0 Y0 X1 Y1"),
+            Remedy("give the face box ({})", "crop.source_box", BOX),
             Remedy("animate the whole photo ({})", "crop.source", False)])
     if isinstance(faces, str):
         if faces not in ("largest", "all"):

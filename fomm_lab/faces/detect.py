@@ -16,7 +16,7 @@ Two backends:
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import ConfigError, DownloadError, MediaError, Remedy
 from ..geometry import Box
-from ..hub.registry import FACE_ALIGNMENT_WEIGHTS
+from ..hub.registry import FACE_ALIGNMENT_WEIGHTS, RemoteFile
 
 
 class FaceAlignmentUnavailable(UserWarning):
@@ -131,20 +131,23 @@ def face_alignment_cache_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
-def face_alignment_weights_cached() -> bool:
+def face_alignment_weights_cached(entries: Sequence[RemoteFile] = FACE_ALIGNMENT_WEIGHTS) -> bool:
     """True when S3FD and 2D-FAN weights are both in torch hub's cache (no network, no heavy import)."""
     folder = face_alignment_cache_dir()
-    return all((folder / entry.filename).is_file() for entry in FACE_ALIGNMENT_WEIGHTS)
+    return all((folder / entry.filename).is_file() for entry in entries)
 
 
-def download_face_alignment_weights(progress: bool = True) -> Path:
-    """Fetch the missing face-alignment weights into torch hub's cache, each checked against the sha256
-    prefix in its name; returns the folder. DownloadError names the URL and the manual way out."""
+def download_face_alignment_weights(entries: Sequence[RemoteFile] = FACE_ALIGNMENT_WEIGHTS,
+                                    progress: bool = True) -> Path:
+    """Fetch the missing face-alignment weights into torch hub's cache with the one downloader (each
+    checked against the sha256 prefix in its name); returns the folder. DownloadError names the URL and
+    the manual way out."""
     from ..hub.download import fetch
 
     folder = face_alignment_cache_dir()
-    for entry in FACE_ALIGNMENT_WEIGHTS:
-        fetch(entry, folder / entry.filename, progress=progress)
+    for entry in entries:
+        if not (folder / entry.filename).is_file():
+            fetch(entry, folder / entry.filename, progress=progress)
     return folder
 
 

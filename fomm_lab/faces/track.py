@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import CropError, FaceIndexError, NoFaceError, Remedy
+from ..errors import BOX, CropError, FaceIndexError, NoFaceError, Remedy
 from ..geometry import Box, Size
 from ..io.resize import resize_image
 from .crop import _square_size
@@ -188,7 +188,7 @@ class CropPlan:
         for i, t in enumerate(self.tracks):
             b = t.box
             where = (f"box x={int(b.x0)} y={int(b.y0)} side={int(b.width)}" if t.mode == "static"
-                     else f"a {int(b.width)} px square following the face")
+                     else f"side={int(b.width)} square following the face")
             lines.append(f"  track {i + 1}: frames {t.start}-{t.end - 1} ({t.start_s:.2f}-{t.end_s:.2f} s), "
                          f"{t.mode} crop: {where}" + (f" ({t.reason})" if t.reason else ""))
             if i not in written:
@@ -376,9 +376,12 @@ def plan_video_crop(path: str | Path, size: int, increase: float = 0.1, min_fram
         found = (f"faces were seen only in {len(tracks)} track(s) shorter than {min_frames} frames (the longest "
                  f"has {max(t.frames for t in tracks)})" if tracks
                  else f"no face was found in any of its {count} frames by the {detector.name} detector")
-        raise NoFaceError(f"{path}: {found}", remedies=[
-            Remedy("give the face box ({})", "crop.driving_box", "X0 Y0 X1 Y1"),
-            Remedy("use the video uncropped ({})", "crop.driving", False)])
+        remedies = [Remedy("give the face box ({})", "crop.driving_box", BOX),
+                    Remedy("use the video uncropped ({})", "crop.driving", False)]
+        if tracks:
+            longest = max(t.frames for t in tracks)
+            remedies.insert(0, Remedy("accept shorter tracks ({})", "crop.min_track_frames", longest))
+        raise NoFaceError(f"{path}: {found}", remedies=remedies)
     return plan
 
 

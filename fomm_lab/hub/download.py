@@ -307,7 +307,7 @@ def _fetch(session: requests.Session, url: str, part: Path, progress: bool, desc
     honours ``Range``; retry while each attempt makes progress."""
     started = time.monotonic()
     for _attempt in range(MAX_ATTEMPTS):
-        have = part.stat().st_size if part.exists() else 0
+        have = before = part.stat().st_size if part.exists() else 0
         headers = {"Range": f"bytes={have}-"} if have else {}
         total = None
         try:
@@ -327,7 +327,7 @@ def _fetch(session: requests.Session, url: str, part: Path, progress: bool, desc
                 _write_stream(resp, part, have, total, progress, desc, started)
         except _RETRYABLE as exc:
             got = part.stat().st_size if part.exists() else 0
-            if got <= have:
+            if got <= before:  # this attempt got no further than the last one: give up on this mirror
                 raise _MirrorFailed(_request_error(exc, url)) from exc
             log.info("connection to %s broke after %d bytes (%s); resuming", url, got, exc)
             continue
@@ -336,7 +336,7 @@ def _fetch(session: requests.Session, url: str, part: Path, progress: bool, desc
         got = part.stat().st_size
         if total is None or got >= total:
             return
-        if got <= have:
+        if got <= before:
             raise _MirrorFailed(f"the server stopped sending at byte {got} of {total}")
     raise _MirrorFailed(f"still incomplete after {MAX_ATTEMPTS} attempts")
 
@@ -351,7 +351,7 @@ def _write_stream(resp: requests.Response, part: Path, have: int, total: int | N
         total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024, desc=desc, disable=not progress,
     ) as bar:
         window_start, window_bytes, first = time.monotonic(), 0, have == 0
-        for chunk in resp.iter_content(chunk_size=None):  # as it arrives: a trickle is measured too
+        for chunk in _chunks(resp):
             if first:
                 if sniff.is_html(chunk):
                     raise _MirrorFailed(_HTML_PAGE)
@@ -368,6 +368,27 @@ def _write_stream(resp: requests.Response, part: Path, have: int, total: int | N
                     raise _MirrorFailed(f"the server sends only {rate:.0f} bytes/s (less than {MIN_RATE} for "
                                         f"{RATE_WINDOW_S:.0f} s)")
                 window_start, window_bytes = now, 0
+
+
+def _chunks(resp: requests.Response) -> Iterator[bytes]:
+    """The body as it arrives (at most CHUNK bytes at a time, without waiting to fill a chunk, so a
+    trickling server is measured too), with urllib3's errors raised as requests' own."""
+    import urllib3
+
+    read1 = getattr(resp.raw, "read1", None)
+    if read1 is None:
+        yield from resp.iter_content(CHUNK)
+        return
+    while True:
+        try:
+            data = read1(CHUNK)
+        except urllib3.exceptions.ReadTimeoutError as exc:
+            raise requests.exceptions.ReadTimeout(exc) from exc
+        except (urllib3.exceptions.ProtocolError, urllib3.exceptions.DecodeError, OSError) as exc:
+            raise requests.exceptions.ChunkedEncodingError(exc) from exc
+        if not data:
+            return
+        yield data
 
 
 _HTML_PAGE = "served an HTML page instead of the file (a quota warning, login or error page); skipped"
@@ -465,6 +486,9 @@ def _failure(info: RemoteFile, target: Path, failures: list[str]) -> DownloadErr
         details.append("in a web browser the file is at:")
         details += [f"  - {m.url}" + (f" ({m.note})" if m.note else "") for m in manual]
     unpack = " (do not unpack the .pth.tar)" if info.filename.endswith(".tar") else ""
-    remedies = [Remedy("or fetch it from another address ({})", "download.url", info.name)] if info.config else []
-    return DownloadError(f"could not download {what} ({info.filename}); put the file, as it is{unpack}, at {target}",
-                         details=details, remedies=remedies)
+    place = f"put the file, as it is{unpack}, at {target}"
+    if info.config:  # a checkpoint: `fomm-lab download NAME --url URL` can fetch it from elsewhere
+        return DownloadError(f"could not download {what} ({info.filename}) from any mirror",
+                             details=[*details, f"or {place}"],
+                             remedies=[Remedy("fetch it from another address ({})", "download.url", info.name)])
+    return DownloadError(f"could not download {what} ({info.filename}) from any mirror; {place}", details=details)

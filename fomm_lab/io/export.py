@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from ..errors import MediaError
+from . import ffmpeg
 from .atomic import atomic_output, write_error
 from .probe import probe_video
 from .resize import resize_image
@@ -118,12 +119,12 @@ def side_by_side(path: str | os.PathLike[str], columns: Sequence[Column],
 
 def _gif_pass(src: Path, out: Path, fps: float, width: int) -> int:
     """One palettegen/paletteuse encode of ``src`` to ``out``; returns the GIF's size in bytes."""
-    import ffmpeg
+    import ffmpeg as ffmpeg_python
 
-    scaled = (ffmpeg.input(str(src)).filter("fps", fps)
+    scaled = (ffmpeg_python.input(str(src)).filter("fps", fps)
               .filter("scale", f"min({width},iw)", -1, flags="lanczos").split())
     palette = scaled[0].filter("palettegen", stats_mode="diff")
-    gif = ffmpeg.filter([scaled[1], palette], "paletteuse", dither="bayer", bayer_scale=4,
+    gif = ffmpeg_python.filter([scaled[1], palette], "paletteuse", dither="bayer", bayer_scale=4,
                         diff_mode="rectangle")
     args = gif.output(str(out), format="gif", loop=0).overwrite_output().get_args()
     ffmpeg.run(args, what=f"making a GIF from '{src}'", output=out)

@@ -341,16 +341,18 @@ def prepare_driving(path: Path, size: Size, crop: CropOptions, config: ModelConf
 
 def prepare(job: AnimateJob, checked: CheckedJob, workdir: Path, detector: FaceDetector | None = None,
             landmarks: Callable[[np.ndarray], np.ndarray | None] | None = None, progress: bool = True,
-            say: Progress = log.info) -> Prepared:
-    """Crop the photo and the driving clip(s); pick the reference frame. ``workdir`` receives the driving
-    crops; ``landmarks`` is needed for ``find_best_frame``."""
+            say: Progress = log.info, source: SourcePlan | None = None) -> Prepared:
+    """Crop the photo (unless ``source``, its :func:`prepare_source`, is given) and the driving clip(s);
+    pick the reference frame. ``workdir`` receives the driving crops; ``landmarks`` is needed for
+    ``find_best_frame``."""
     config = checked.config
     size = config.frame_size
     needs_detector = ((crops_source(job.crop, config) and job.crop.source_box is None)
                       or (crops_driving(job.crop, config) and job.crop.driving_box is None))
     if detector is None and needs_detector:
         detector = get_detector_for(job.crop, job.runtime.device)
-    source = prepare_source(job.source, size, job.crop, config, detector)
+    if source is None:
+        source = prepare_source(job.source, size, job.crop, config, detector)
     if source.crops:
         say(f"photo: {len(source.crops)} face(s) at " + ", ".join(
             "x0={} y0={} x1={} y1={}".format(*c.box.as_ints()) for c in source.crops))

@@ -9,8 +9,20 @@ import numpy as np
 import pytest
 from notebook_util import inject_parameters
 
-PARAMETERS = ("CONFIG", "CHECKPOINT", "DEVICE", "SOURCE_IMAGE", "DRIVING_VIDEO", "USE_WEBCAM", "OUTPUT_DIR",
-              "DOWNLOAD_FACE_WEIGHTS")
+PARAMETERS = ("CONFIG", "CHECKPOINT", "DEVICE", "DTYPE", "SOURCE_IMAGE", "DRIVING_VIDEO", "USE_WEBCAM", "OUTPUT_DIR",
+              "DOWNLOAD_FACE_WEIGHTS", "FACE_DETECTOR", "CROP_SOURCE", "CROP_DRIVING", "SOURCE_BOX", "DRIVING_BOX",
+              "MULTI_FACE", "FIND_BEST_FRAME", "BEST_FRAME", "SMOOTHING")
+
+
+def _errors(nb: nbformat.NotebookNode) -> list[str]:
+    """Every error (traceback) output of an executed notebook."""
+    return [f"{o.get('ename')}: {o.get('evalue')}" for c in nb.cells if c.cell_type == "code"
+            for o in c.get("outputs", []) if o.get("output_type") == "error"]
+
+
+def _text(nb: nbformat.NotebookNode) -> str:
+    return "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+                     if o.get("output_type") == "stream")
 
 
 def _notebook(repo_root: Path) -> nbformat.NotebookNode:
@@ -63,6 +75,7 @@ def test_demo_notebook_runs_unattended(repo_root: Path, golden_dir: Path, tmp_pa
     })
     NotebookClient(nb, timeout=600, kernel_name="python3",
                    resources={"metadata": {"path": str(repo_root / "notebooks")}}).execute()
+    assert _errors(nb) == []
 
     animations = sorted(out.glob("animation-*.mp4"))
     assert {p.stem for p in animations} == {"animation-absolute-adapt-scale", "animation-relative",
@@ -80,3 +93,56 @@ def test_demo_notebook_runs_unattended(repo_root: Path, golden_dir: Path, tmp_pa
     with Image.open(out / "comparison.gif") as gif:
         assert gif.n_frames > 5 and gif.width == comparison[0].shape[1]
     assert len(list(out.glob("animation-*.gif"))) == 3
+
+
+@pytest.mark.slow
+def test_run_all_without_a_clip_waits_politely(repo_root: Path, golden_dir: Path, tmp_path: Path) -> None:
+    """Run All on a fresh kernel with the webcam route and no clip: no traceback anywhere; the driving
+    cell and every later one say what they wait for."""
+    from nbclient import NotebookClient
+
+    nb = _notebook(repo_root)
+    inject_parameters(nb, {
+        "CONFIG": str(golden_dir / "tiny-vox.yaml"), "CHECKPOINT": str(golden_dir / "tiny-vox-cpk.pth.tar"),
+        "DEVICE": "cpu", "DRIVING_VIDEO": None, "USE_WEBCAM": True, "DOWNLOAD_FACE_WEIGHTS": False,
+        "OUTPUT_DIR": str(tmp_path / "results"),
+    })
+    NotebookClient(nb, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": str(repo_root / "notebooks")}}).execute()
+    assert _errors(nb) == []
+    text = _text(nb)
+    assert "Waiting: no driving clip yet: record one with the recorder above" in text
+    assert "Waiting: a driving clip" in text and "Waiting: the prepared clip" in text
+    assert "Waiting: the animations" in text
+    assert not list((tmp_path / "results").glob("animation-*.mp4"))
+
+
+@pytest.mark.slow
+def test_notebook_and_cli_agree(repo_root: Path, golden_dir: Path, tmp_path: Path) -> None:
+    """The same photo, clip and model through the notebook and through ``fomm-lab animate`` (both with
+    their defaults: face crops, auto precision, smoothing) give the same relative + adapt-scale video."""
+    from clips import make_face_clip
+    from nbclient import NotebookClient
+
+    from fomm_lab.cli import main
+
+    clip = make_face_clip(tmp_path / "driving.mp4", seconds=1.2, fps=10, size=(320, 240), audio=True)
+    out = tmp_path / "results"
+    nb = _notebook(repo_root)
+    photo = repo_root / "source_image_inputs" / "astronaut.png"
+    inject_parameters(nb, {
+        "CONFIG": str(golden_dir / "tiny-vox.yaml"), "CHECKPOINT": str(golden_dir / "tiny-vox-cpk.pth.tar"),
+        "DEVICE": "cpu", "SOURCE_IMAGE": str(photo), "DRIVING_VIDEO": str(clip), "USE_WEBCAM": False,
+        "DOWNLOAD_FACE_WEIGHTS": False, "OUTPUT_DIR": str(out),
+    })
+    NotebookClient(nb, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": str(repo_root / "notebooks")}}).execute()
+    assert _errors(nb) == []
+    cli_out = tmp_path / "cli.mp4"
+    assert main(["animate", "--source", str(photo), "--driving", str(clip), "--output", str(cli_out),
+                 "--config", str(golden_dir / "tiny-vox.yaml"), "--checkpoint", str(golden_dir / "tiny-vox-cpk.pth.tar"),
+                 "--device", "cpu", "-q"]) == 0
+    notebook_frames = _decode(out / "animation-relative-adapt-scale.mp4")
+    cli_frames = _decode(cli_out)
+    assert len(notebook_frames) == len(cli_frames) == len(_decode(out / "driving-crop.mp4"))
+    assert max(np.abs(a.astype(int) - b).max() for a, b in zip(notebook_frames, cli_frames)) == 0

@@ -71,6 +71,7 @@ class LiveAnimator(anywidget.AnyWidget):
                 self.error, self.status = "", "running"
             elif kind == "stop":
                 self._record(False)
+                self.fps = 0.0  # no frame rate is shown once stopped
                 self.status = f"stopped after {self.session.frames} frames"
             elif kind == "reanchor":
                 self.session.reanchor()

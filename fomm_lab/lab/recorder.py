@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import anywidget
+import numpy as np
 import traitlets
 
 from ..io.slots import SlotWriter
@@ -15,6 +16,14 @@ from . import _assets
 from ._jpeg import decode_jpeg
 
 log = logging.getLogger(__name__)
+
+WARMUP_FRAMES = 8
+"""Leading camera frames inspected for the warm-up repeats that are dropped."""
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two camera frames are the same picture (up to JPEG noise)."""
+    return a.shape == b.shape and float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean()) < 1.0
 
 
 class WebcamRecorder(anywidget.AnyWidget):
@@ -46,8 +55,20 @@ class WebcamRecorder(anywidget.AnyWidget):
                  width: int = 640, height: int = 480, **kwargs: Any) -> None:
         super().__init__(fps=fps, max_seconds=max_seconds, width=width, height=height, **kwargs)
         self.output_dir = Path(output_dir)
+        self._limits = (fps, max_seconds, width, height)  # the kernel's, whatever the page asks
         self._writer: SlotWriter | None = None
+        self._warming, self._seen, self._offset = False, 0, 0
+        self._first: tuple[int, np.ndarray] | None = None
+        self._last: np.ndarray | None = None
         self.on_msg(self._on_message)
+        self.observe(self._keep_limits, names=["fps", "max_seconds", "width", "height"])
+
+    def _keep_limits(self, change: dict[str, Any]) -> None:
+        """The page may not change the recording limits: they are set back to the kernel's."""
+        fps, max_seconds, width, height = self._limits
+        wanted = {"fps": fps, "max_seconds": max_seconds, "width": width, "height": height}[change["name"]]
+        if change["new"] != wanted:
+            setattr(self, change["name"], wanted)
 
     @property
     def video_path(self) -> Path | None:
@@ -60,7 +81,7 @@ class WebcamRecorder(anywidget.AnyWidget):
             if kind == "start":
                 self._start()
             elif kind == "frame" and buffers and self._writer is not None:
-                self._writer.write(int(content["index"]), decode_jpeg(buffers[0]))
+                self._frame(int(content["index"]), decode_jpeg(buffers[0]))
                 self.frames_written = self._writer.slots
                 self.status = f"recording... {self._writer.seconds:.1f} s"
             elif kind == "stop":
@@ -71,16 +92,44 @@ class WebcamRecorder(anywidget.AnyWidget):
             self.error = f"Recording failed: {exc}"
             self.status = "recording failed"
 
+    def _frame(self, index: int, frame: np.ndarray) -> None:
+        """Record a camera frame. While a camera warms up it repeats one (often blocky) frame: such a
+        leading run is dropped, so the recording, and its first frame (the default reference for
+        relative motion), start with the first new frame. A still scene is kept from its first frame."""
+        assert self._writer is not None
+        if self._warming:
+            self._seen += 1
+            previous, self._last = self._last, frame
+            if previous is None:
+                self._first = (index, frame)
+                return
+            fresh = not _same(previous, frame)
+            if not fresh and self._seen < WARMUP_FRAMES:
+                return
+            self._warming = False
+            if fresh:
+                self._offset = index
+            else:
+                assert self._first is not None
+                self._offset = self._first[0]
+                self._writer.write(0, self._first[1])
+        self._writer.write(index - self._offset, frame)
+
     def _start(self) -> None:
         self._abort()
         self.output_dir.mkdir(parents=True, exist_ok=True)
         target = self.output_dir / time.strftime("webcam-%Y%m%d-%H%M%S.mp4")
-        self._writer = SlotWriter(target, self.fps, max_slots=int(round(self.max_seconds * self.fps)))
+        fps, max_seconds, _, _ = self._limits
+        self._warming, self._seen, self._offset, self._first, self._last = True, 0, 0, None, None
+        self._writer = SlotWriter(target, fps, max_slots=int(round(max_seconds * fps)))
         self.frames_written = 0
         self.error = ""
         self.status = "recording..."
 
     def _stop(self) -> None:
+        if self._writer is not None and self._warming and self._first is not None:
+            self._writer.write(0, self._first[1])  # stopped during the warm-up: keep what came
+        self._warming = False
         writer, self._writer = self._writer, None
         if writer is None or writer.slots == 0:
             if writer is not None:

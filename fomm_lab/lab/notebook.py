@@ -1,0 +1,404 @@
+"""The demo notebook's state, kept across re-runs of its cells, and its calls into the pipeline.
+
+``NotebookLab.current()`` returns the same object every time a cell asks for it in one kernel (it
+lives in the notebook's own namespace), so the photo chosen, an upload, the recorder widget with its
+recording, the loaded model and the prepared crops survive re-running any cell or range of cells.
+Each step checks what it needs: when something is missing (no driving clip recorded yet) it says
+what it waits for and returns, without a traceback; errors are shown in the notebook's own words
+(its parameters, e.g. ``CROP_SOURCE = False``). The flow itself is :mod:`fomm_lab.pipeline`'s.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import FommLabError, Remedy
+
+log = logging.getLogger(__name__)
+
+_KEY = "_fomm_lab_notebook"
+
+_PARAMETERS: dict[str, Callable[[Any], str]] = {
+    "crop.source": lambda v: f"CROP_SOURCE = {v!r}",
+    "crop.driving": lambda v: f"CROP_DRIVING = {v!r}",
+    "crop.source_box": lambda v: "SOURCE_BOX = (x0, y0, x1, y1)",
+    "crop.driving_box": lambda v: "DRIVING_BOX = (x0, y0, x1, y1)",
+    "crop.download_face_weights": lambda v: "DOWNLOAD_FACE_WEIGHTS = True",
+    "crop.detector": lambda v: f"FACE_DETECTOR = {v!r}",
+    "motion.best_frame": lambda v: f"BEST_FRAME = {v!r}",
+    "runtime.device": lambda v: f"DEVICE = {v!r}",
+    "runtime.dtype": lambda v: f"DTYPE = {v!r}",
+    "model": lambda v: f"CONFIG = {str(v)!r}",
+}
+
+COMBINATIONS = {
+    "relative": {"relative": True, "adapt_scale": False},
+    "absolute + adapt scale": {"relative": False, "adapt_scale": True},
+    "relative + adapt scale": {"relative": True, "adapt_scale": True},
+}
+"""The three ways of transferring the motion the notebook compares (caption -> MotionOptions fields)."""
+
+
+def notebook_words(remedy: Remedy) -> str | None:
+    """A remedy worded as a change to the notebook's parameters cell."""
+    word = _PARAMETERS.get(remedy.option)
+    if word is None:
+        from ..errors import python_words
+
+        return python_words(remedy)
+    return f"set {word(remedy.value)} in the parameters cell"
+
+
+def _display(*objects: Any) -> None:
+    from IPython.display import display
+
+    display(*objects)
+
+
+def _show_figure(fig: Any) -> None:
+    import matplotlib.pyplot as plt
+
+    _display(fig)
+    plt.close(fig)
+
+
+def animation_path(output_dir: Path, caption: str) -> Path:
+    return output_dir / ("animation-" + caption.replace(" + ", "-").replace(" ", "-") + ".mp4")
+
+
+class NotebookLab:
+    """What the demo notebook has done so far, and its steps (see the module's description).
+
+    The parameters (the ``job`` fields, output folder, device) are refreshed by :meth:`configure`
+    each time the setup cell runs; the state (photo, recorder, model, crops, results) stays.
+    """
+
+    def __init__(self) -> None:
+        from ..pipeline import AnimateJob
+
+        self.output_dir = Path("temp")
+        self.job: AnimateJob | None = None
+        self.interactive = True
+        self._detectors: dict[tuple[str, bool], Any] = {}
+        self._model: tuple[tuple, Any] | None = None
+        self._gallery: Any = None
+        self._recorder: Any = None
+        self.source: Any = None
+        self.prepared: Any = None
+        self.results: dict[str, Path] = {}
+        self._said: set[str] = set()
+
+    # -- state across re-runs -----------------------------------------------------------------
+    @classmethod
+    def current(cls) -> NotebookLab:
+        """The lab of this kernel (created on first use); a fresh one outside IPython."""
+        try:
+            from IPython import get_ipython
+
+            shell = get_ipython()
+        except ImportError:
+            shell = None
+        namespace = getattr(shell, "user_ns", None)
+        if namespace is None:
+            return cls()
+        lab = namespace.get(_KEY)
+        if not isinstance(lab, cls):
+            lab = namespace[_KEY] = cls()
+        return lab
+
+    def configure(self, *, config: str, checkpoint: str | None, device: str | None, dtype: str,
+                  source_image: str, output_dir: str, interactive: bool, download_face_weights: bool,
+                  face_detector: str = "auto", crop_source: bool | None = None, crop_driving: bool | None = None,
+                  source_box: tuple | None = None, driving_box: tuple | None = None, multi_face: bool = False,
+                  find_best_frame: bool = True, best_frame: int | None = None, smoothing: float | None = None,
+                  ) -> None:
+        """Take the parameters cell's values. The photo and clip chosen so far are kept; a change of
+        model or crop options invalidates what depends on them."""
+        from ..engine.smoothing import DEFAULT_STRENGTH
+        from ..pipeline import AnimateJob, CropOptions, MotionOptions, RuntimeOptions
+
+        self.output_dir = Path(output_dir)
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        motion = MotionOptions(best_frame=best_frame, find_best_frame=find_best_frame and best_frame is None,
+                               smoothing=DEFAULT_STRENGTH if smoothing is None else smoothing)
+        crop = CropOptions(source=crop_source, driving=crop_driving, source_box=source_box, driving_box=driving_box,
+                           faces="all" if multi_face else "largest", detector=face_detector,
+                           download_face_weights=download_face_weights)
+        job = AnimateJob(source=Path(source_image), driving=self.job.driving if self.job else (), model=config,
+                         checkpoint=Path(checkpoint) if checkpoint else None, motion=motion, crop=crop,
+                         runtime=RuntimeOptions(device=device, dtype=dtype))
+        if self.job is not None and (self.job.crop, self.job.model, self.job.motion) != (crop, config, motion):
+            self.prepared, self.results = None, {}
+        self.job = job
+        self.interactive = interactive
+
+    # -- messages -----------------------------------------------------------------------------
+    def say_once(self, text: str) -> None:
+        """Print ``text`` the first time only (a warning that would repeat on every crop)."""
+        if text not in self._said:
+            self._said.add(text)
+            print(text)
+
+    @staticmethod
+    def waiting(text: str) -> None:
+        """Say, without an error, what this step waits for."""
+        print(f"Waiting: {text}")
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        """Run a step; a FommLabError is shown in the notebook's words (no traceback) and the step ends."""
+        try:
+            yield
+        except FommLabError as exc:
+            print(f"{name} did not work: {exc.render(notebook_words)}")
+
+    # -- detectors and model ------------------------------------------------------------------
+    def detector(self) -> Any:
+        """The face detector the parameters ask for, made once (the offline warning is said once)."""
+        import warnings
+
+        from ..faces.detect import FaceAlignmentUnavailable
+        from ..pipeline import get_detector_for
+
+        assert self.job is not None
+        key = (self.job.crop.detector, self.job.crop.download_face_weights)
+        if key not in self._detectors:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                self._detectors[key] = get_detector_for(self.job.crop, self.job.runtime.device)
+            for warning in caught:
+                if isinstance(warning.message, FaceAlignmentUnavailable):
+                    self.say_once("Face boxes come from OpenCV's Haar cascades (no landmarks, so no best frame): "
+                                  + warning.message.error.first_line(notebook_words))
+        return self._detectors[key]
+
+    def landmarks(self) -> Callable[[np.ndarray], np.ndarray | None] | None:
+        landmarks = getattr(self.detector(), "landmarks", None)
+        return landmarks if callable(landmarks) else None
+
+    def model(self) -> Any:
+        """The model of the parameters, loaded once (downloaded once, with a progress bar)."""
+        from ..engine.model import load_model
+
+        assert self.job is not None
+        key = (str(self.job.model), str(self.job.checkpoint), self.job.runtime.device)
+        if self._model is None or self._model[0] != key:
+            self._model = (key, load_model(self.job.model, self.job.checkpoint, device=self.job.runtime.device))
+            self.prepared, self.results = None, {}
+        return self._model[1]
+
+    # -- the photo ----------------------------------------------------------------------------
+    def choose_photo(self, folder: str | Path, selected: str | Path) -> Path:
+        """The photo: from the gallery (shown once, it keeps its choice and uploads) or ``selected``."""
+        if not self.interactive:
+            return Path(selected)
+        if self._gallery is None:
+            from .gallery import ImageGallery
+
+            self._gallery = ImageGallery(folder, selected=selected, upload_dir=self.output_dir / "uploads")
+        _display(self._gallery.widget)
+        return self._gallery.path
+
+    def crop_photo(self, photo: Path) -> Any:
+        """Crop the photo as the pipeline does and show the photo with its box beside the crop."""
+        from ..pipeline import model_config, prepare_source
+        from .figures import photo_crop_figure
+
+        assert self.job is not None
+        self.job = replace(self.job, source=Path(photo))
+        config = model_config(self.job.model)
+        needs = self.job.crop.source is not False and self.job.crop.source_box is None and config.is_face_model
+        self.source = None
+        with self.step("Cropping the photo"):
+            self.source = prepare_source(Path(photo), config.frame_size, self.job.crop, config,
+                                         self.detector() if needs else None)
+            _show_figure(photo_crop_figure(self.source))
+        self.prepared, self.results = None, {}
+        return self.source
+
+    # -- the driving clip ---------------------------------------------------------------------
+    def recorder(self, max_seconds: float = 10) -> Any:
+        """The webcam recorder, made once per kernel: re-running its cell shows the same widget, with
+        the recording it holds."""
+        if self._recorder is None:
+            from .recorder import WebcamRecorder
+
+            self._recorder = WebcamRecorder(self.output_dir, max_seconds=max_seconds)
+        _display(self._recorder)
+        return self._recorder
+
+    def driving(self, given: str | Path | None) -> Path | None:
+        """The driving clip: the latest recording, else ``given`` (DRIVING_VIDEO); None (said) when neither."""
+        recorded = self._recorder.video_path if self._recorder is not None else None
+        path = recorded or (Path(given) if given else None)
+        if path is None:
+            self.waiting("no driving clip yet: record one with the recorder above (or set DRIVING_VIDEO in the "
+                         "parameters cell), then run this cell and the ones below again")
+            return None
+        assert self.job is not None
+        if self.job.driving != path:
+            self.prepared, self.results = None, {}
+        self.job = replace(self.job, driving=path)
+        print(f"Driving clip: {path}")
+        return path
+
+    def prepare(self) -> Any:
+        """Cut the driving clip to its face track (the pipeline's decisions), find the reference frame,
+        and show the crop plan and the keypoints of the photo and of the reference frame."""
+        from .. import pipeline
+
+        if self.source is None:
+            self.waiting("a photo: run the photo cell above first")
+            return None
+        assert self.job is not None
+        if not self.job.drivings:
+            self.waiting("a driving clip (see the recording step above)")
+            return None
+        with self.step("Preparing the driving clip"):
+            checked = pipeline.check_job(replace(self.job, output=pipeline.OutputOptions(
+                video=self.output_dir / "animation-check.mp4")))
+            landmarks = self.landmarks() if self.job.motion.find_best_frame else None
+            if self.job.motion.find_best_frame and landmarks is None:
+                print("Best frame needs face-alignment's landmarks (unavailable): the first frame is the reference.")
+                self.job = replace(self.job, motion=replace(self.job.motion, find_best_frame=False))
+            workdir = Path(tempfile.mkdtemp(prefix="crops-", dir=self.output_dir))
+            prepared = pipeline.prepare(self.job, checked, workdir, self.detector(), landmarks=landmarks,
+                                        say=print, source=self.source)
+            driving = prepared.drivings[0]
+            if driving.plan is not None:
+                cropped = self.output_dir / "driving-crop.mp4"
+                driving.path.replace(cropped)
+                driving.path = cropped
+                if driving.audio_from is not None:
+                    driving.audio_from = cropped
+                self._show_plan(driving.plan)
+            workdir.rmdir()
+            self.prepared, self.results = prepared, {}
+            self._show_keypoints()
+        return self.prepared
+
+    def _show_plan(self, plan: Any) -> None:
+        from ..io.video import read_video
+        from .figures import crop_plan_figure
+
+        with read_video(plan.path) as reader:
+            frame = next(iter(reader))
+        _show_figure(crop_plan_figure(plan, frame))
+
+    def _show_keypoints(self) -> None:
+        import torch
+
+        from ..engine.frames import frames_to_tensor
+        from ..pipeline import driving_frames
+        from .figures import keypoints_figure
+
+        model = self.model()
+        size = model.frame_size
+        reference_index = self.prepared.best_frame or 0
+        frames = driving_frames(self.prepared.drivings[0], size)
+        reference = next(f for i, f in enumerate(frames) if i == reference_index)
+        images = [self.prepared.source.images[0], reference]
+        with torch.inference_mode():
+            keypoints = [model.kp_detector(frames_to_tensor([image], size, model.device)) for image in images]
+        _show_figure(keypoints_figure(images, keypoints, ["photo", f"reference frame {reference_index}"]))
+
+    # -- animating and exporting --------------------------------------------------------------
+    def animate(self, combinations: dict[str, dict[str, bool]] = COMBINATIONS) -> dict[str, Path]:
+        """One animation per motion combination (caption -> MotionOptions fields), written as mp4."""
+        from .. import pipeline
+
+        if self.prepared is None:
+            self.waiting("the prepared clip: run the cells above (photo, driving clip, preparation) first")
+            return {}
+        assert self.job is not None
+        model = self.model()
+        results = {}
+        with self.step("Animating"):
+            for caption, options in combinations.items():
+                path = animation_path(self.output_dir, caption)
+                motion = replace(self.job.motion, **options)
+                result = pipeline.animate(self.prepared, model, motion, pipeline.OutputOptions(video=path),
+                                          self.job.runtime, self.job.crop, self.job.strict)
+                results[caption] = result.outputs["video"]
+                print(f"{caption}: {path} ({result.frames} frames, {result.dtype})")
+            self.results = results
+        return self.results
+
+    def compare(self) -> None:
+        """The driving clip and the animations played side by side in sync."""
+        if not self.results:
+            self.waiting("the animations of the cell above")
+            return
+        from .compare import ComparisonPlayer
+
+        _display(ComparisonPlayer([self.prepared.drivings[0].path, *self.results.values()],
+                                  ["driving", *self.results]))
+
+    def export(self, gif_fps: float = 12.5) -> Path | None:
+        """``comparison.mp4`` (driving | each animation) with sound, ``comparison.gif`` and one GIF per
+        animation, in the output folder; the comparison GIF is shown."""
+        from IPython.display import Image
+
+        from ..io.export import make_gif, side_by_side
+        from ..io.video import read_video
+
+        if not self.results:
+            self.waiting("the animations above")
+            return None
+        driving = self.prepared.drivings[0]
+        size = self.prepared.config.frame_size
+        with self.step("Exporting"):
+            readers = [read_video(driving.path), *(read_video(p) for p in self.results.values())]
+            try:
+                comparison = side_by_side(self.output_dir / "comparison.mp4", readers, ["driving", *self.results],
+                                          driving.fps, audio_from=driving.audio_from, height=size.height,
+                                          total=driving.frames)
+            finally:
+                for reader in readers:
+                    reader.close()
+            gif = make_gif(comparison, self.output_dir / "comparison.gif", fps=min(driving.fps, gif_fps),
+                           width=size.width * len(readers))
+            for path in self.results.values():
+                make_gif(path, path.with_suffix(".gif"), fps=min(driving.fps, gif_fps), width=size.width)
+            print(f"Saved {comparison} and {gif}")
+            _display(Image(filename=str(gif)))
+            return comparison
+        return None
+
+    def local_camera(self, camera: int | str) -> Any:
+        """Animate from a camera on the kernel's machine (e.g. ``docker run --device /dev/video0``)."""
+        from .. import pipeline
+        from .local_camera import LocalCamera
+
+        if self.source is None:
+            self.waiting("a photo: run the photo cell above first")
+            return None
+        assert self.job is not None
+        animator = pipeline.make_animator(self.model(), replace(self.job.motion, relative=True, adapt_scale=True),
+                                          self.job.runtime)
+        with self.step("Starting the local camera"):
+            return LocalCamera(animator, self.source.images[0], camera=camera).start()
+        return None
+
+    def live(self) -> Any:
+        """The live animator on the photo's face crop (browser camera)."""
+        from .. import pipeline
+        from .live_animator import LiveAnimator
+
+        if self.source is None:
+            self.waiting("a photo: run the photo cell above first")
+            return None
+        assert self.job is not None
+        animator = pipeline.make_animator(self.model(), replace(self.job.motion, relative=True, adapt_scale=True),
+                                          self.job.runtime)
+        widget = LiveAnimator(animator, self.source.images[0], output_dir=self.output_dir, landmarker=self.landmarks())
+        _display(widget)
+        return widget

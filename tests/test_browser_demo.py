@@ -1,7 +1,8 @@
 """The real notebooks/demo.ipynb walked through in JupyterLab like a new user, with a fake webcam.
 
-Run All stops at the "No driving clip yet" cell; the user records a clip with the recorder widget,
-then runs that cell and all below. The results on disk are decoded and the comparison player and
+Run All runs every cell without a traceback, the later ones saying they wait for a driving clip;
+the user records a clip with the recorder widget, picks another photo and runs the photo cell and
+all below: the recording is kept. The results on disk are decoded and the comparison player and
 the live animator are checked in the page. Screenshots go to test-artifacts/demo-*.png.
 """
 
@@ -58,14 +59,40 @@ def _show(page, selector: str, name: str) -> None:
     shot(page, name)
 
 
+def _wait_idle(page) -> None:
+    page.wait_for_function(  # nothing queued or running ([*]) and the kernel idle
+        "window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.status === 'idle'"
+        " && ![...document.querySelectorAll('.jp-InputPrompt')].some((p) => p.textContent.includes('*'))",
+        timeout=240_000)
+
+
+def _assert_no_traceback(page) -> None:
+    errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.error']")
+    assert errors.count() == 0, errors.all_text_contents()
+
+
+def _run_from(page, cell) -> None:
+    """Select ``cell`` and Run > Run Selected Cell and All Below."""
+    cell.locator(".jp-InputPrompt").click()
+    page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+    page.locator(".lm-Menu-itemLabel", has_text="Run Selected Cell and All Below").click()
+
+
 def test_demo_notebook_walkthrough(lab: Lab, y4m: Path, golden_dir: Path, repo_root: Path) -> None:
     out = _prepare(lab, repo_root, golden_dir)
+    from PIL import Image
+
+    # a second photo to switch to after recording (the astronaut, mirrored)
+    Image.open(lab.root / "source_image_inputs" / "astronaut.png").transpose(Image.FLIP_LEFT_RIGHT).save(
+        lab.root / "source_image_inputs" / "mirrored.png")
     with notebook_page(lab, NOTEBOOK, fake_camera(y4m)) as page:
-        # Run All stopped at the driving-clip cell, which tells the user to record first
-        stop_cell = page.locator(".jp-CodeCell", has=page.locator(".jp-OutputArea-output",
-                                                                  has_text="No driving clip yet"))
-        stop_cell.wait_for(timeout=120_000)
-        assert page.locator(".fomm-live").count() == 0, "Run All went past the missing driving clip"
+        # Run All on a fresh kernel: every cell runs, none shows a traceback; the driving-clip cell and
+        # the later ones say what they wait for
+        page.locator(".jp-OutputArea-output", has_text="Waiting: no driving clip yet").wait_for(timeout=180_000)
+        _wait_idle(page)
+        _assert_no_traceback(page)
+        assert page.locator(".jp-OutputArea-output", has_text="Waiting: the animations").count() >= 1
+        assert page.locator(".fomm-live").count() == 1  # the live animator is there, on the photo
 
         recorder = page.locator(".fomm-recorder")
         recorder.locator(".fomm-record").click(timeout=30_000)
@@ -77,17 +104,14 @@ def test_demo_notebook_walkthrough(lab: Lab, y4m: Path, golden_dir: Path, repo_r
                                timeout=15_000)
         _show(page, ".fomm-recorder", "demo-recorded")
 
-        # select the stopped cell and Run > Run Selected Cell and All Below
-        stop_cell.locator(".jp-InputPrompt").click()
-        page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-        page.locator(".lm-Menu-itemLabel", has_text="Run Selected Cell and All Below").click()
-        page.locator(".fomm-live").wait_for(timeout=180_000)
-        page.wait_for_function(  # nothing queued or running ([*]) and the kernel idle
-            "window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.status === 'idle'"
-            " && ![...document.querySelectorAll('.jp-InputPrompt')].some((p) => p.textContent.includes('*'))",
-            timeout=180_000)
-        errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.error']")
-        assert errors.count() == 0, errors.all_text_contents()
+        # the user now picks another photo and runs the photo cell and everything below it: the
+        # recording made above is kept and used
+        page.locator(".widget-dropdown select").first.select_option(label="mirrored.png")
+        photo_cell = page.locator(".jp-CodeCell", has=page.locator(".jp-InputArea", has_text="lab.crop_photo()"))
+        _run_from(page, photo_cell)
+        page.locator(".fomm-compare video").first.wait_for(timeout=240_000)
+        _wait_idle(page)
+        _assert_no_traceback(page)
         outputs = "\n".join(page.locator(".jp-OutputArea-output").all_text_contents())
 
         compare = page.locator(".fomm-compare")
@@ -100,20 +124,23 @@ def test_demo_notebook_walkthrough(lab: Lab, y4m: Path, golden_dir: Path, repo_r
         page.wait_for_function("document.querySelector('.fomm-compare video').currentTime > 0.3", timeout=30_000)
         _show(page, ".fomm-compare", "demo-comparison")
 
-        live = page.locator(".fomm-live")
+        live = page.locator(".fomm-live").last
         live.locator(".fomm-start").click(timeout=30_000)
-        page.wait_for_function("(() => { const m = /^([0-9.]+) fps$/.exec("
-                               "document.querySelector('.fomm-live .fomm-fps').textContent);"
+        page.wait_for_function("(() => { const l = [...document.querySelectorAll('.fomm-live')].pop();"
+                               " const m = /^([0-9.]+) fps$/.exec(l.querySelector('.fomm-fps').textContent);"
                                " return m && Number(m[1]) > 0"
-                               " && document.querySelector('.fomm-live .fomm-result').naturalWidth === 256; })()",
+                               " && l.querySelector('.fomm-result').naturalWidth === 256; })()",
                                timeout=60_000)
         _show(page, ".fomm-live", "demo-live")
         live.locator(".fomm-stop").click()
         live.locator(".fomm-status", has_text="stopped after").wait_for(timeout=30_000)
+        page.wait_for_function("[...document.querySelectorAll('.fomm-live')].pop()"
+                               ".querySelector('.fomm-fps').textContent === ''", timeout=15_000)  # fps cleared
 
     recordings = sorted(out.glob("webcam-*.mp4"))
     assert len(recordings) == 1, f"expected one recording in {out}, found {recordings}"
-    assert f"Driving clip: {recordings[0]}" in outputs, "the rerun cell did not pick up the recording"
+    assert f"Driving clip: {recordings[0]}" in outputs, "the rerun did not pick up the recording"
+    assert f"Photo: {lab.root / 'source_image_inputs' / 'mirrored.png'}" in outputs, "the new photo was not used"
     recorded = _frames(recordings[0])
     assert 25 <= len(recorded) <= 100, f"~2.5 s at 25 fps expected, got {len(recorded)} frames"
     assert_resembles(recorded, _frames(y4m))

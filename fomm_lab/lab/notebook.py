@@ -207,16 +207,20 @@ class NotebookLab:
         _display(self._gallery.widget)
         return self._gallery.path
 
-    def crop_photo(self, photo: Path) -> Any:
-        """Crop the photo as the pipeline does and show the photo with its box beside the crop."""
+    def crop_photo(self, photo: str | Path | None = None) -> Any:
+        """Crop ``photo`` (default: the gallery's current choice, else SOURCE_IMAGE) as the pipeline does and
+        show the photo with its box beside the crop."""
         from ..pipeline import model_config, prepare_source
         from .figures import photo_crop_figure
 
         assert self.job is not None
+        if photo is None:
+            photo = self._gallery.path if self._gallery is not None else self.job.source
         self.job = replace(self.job, source=Path(photo))
         config = model_config(self.job.model)
         needs = self.job.crop.source is not False and self.job.crop.source_box is None and config.is_face_model
         self.source = None
+        print(f"Photo: {Path(photo).resolve()}")
         with self.step("Cropping the photo"):
             self.source = prepare_source(Path(photo), config.frame_size, self.job.crop, config,
                                          self.detector() if needs else None)

@@ -118,5 +118,9 @@ class InferenceError(FommLabError):
     """The networks produced values that cannot be used (e.g. non-finite keypoints)."""
 
 
+class MediaWarning(UserWarning):
+    """A file was read, but not all of it looked right (e.g. a video shorter than its header says)."""
+
+
 class LabError(FommLabError):
     """The lab (JupyterLab) cannot be started as asked."""

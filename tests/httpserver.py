@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,13 +18,16 @@ from urllib.parse import parse_qs, urlsplit
 @dataclass
 class Route:
     """What one path answers. ``cuts``: for each of the next requests, the number of body bytes
-    sent before the connection is dropped (consumed one per request)."""
+    sent before the connection is dropped (consumed one per request). ``rate``: bytes per second
+    (None: as fast as possible). ``location``: a redirect target (with status 302)."""
 
     body: bytes
     status: int = 200
     content_type: str = "application/octet-stream"
     ignore_range: bool = False
     cuts: list[int] = field(default_factory=list)
+    rate: float | None = None
+    location: str | None = None
 
 
 @dataclass(frozen=True)
@@ -60,14 +64,27 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 status, body = 206, body[start:]
                 headers["Content-Range"] = f"bytes {start}-{len(route.body) - 1}/{len(route.body)}"
+        if route.location is not None:
+            status, headers["Location"] = 302, route.location
         self.send_response(status)
         self.send_header("Content-Type", route.content_type)
         self.send_header("Content-Length", str(len(body)))
         for key, value in headers.items():
             self.send_header(key, value)
         self.end_headers()
-        self.wfile.write(body if cut is None else body[:cut])
-        self.wfile.flush()
+        body = body if cut is None else body[:cut]
+        try:
+            if route.rate is None:
+                self.wfile.write(body)
+            else:  # trickle: a piece every 0.05 s
+                piece = max(1, int(route.rate * 0.05))
+                for start in range(0, len(body), piece):
+                    self.wfile.write(body[start:start + piece])
+                    self.wfile.flush()
+                    time.sleep(0.05)
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up
         self.close_connection = True
 
 

@@ -13,6 +13,7 @@ import math
 import os
 import re
 import subprocess
+import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
@@ -20,7 +21,7 @@ from typing import IO
 
 import numpy as np
 
-from ..errors import MediaError
+from ..errors import MediaError, MediaWarning
 from . import ffmpeg
 from .atomic import publish, remove, temp_sibling
 from .image import IMAGE_SUFFIXES, read_image
@@ -48,7 +49,7 @@ def short_read(path: Path, got: int, expected: int | None, strict: bool, errors:
                "the file looks truncated or damaged; copy or download it again")
     if strict:
         raise MediaError(message, details=[f"ffmpeg: {ffmpeg.tail(errors)}"] if errors else [])
-    log.warning("%s", message)
+    warnings.warn(MediaWarning(message), stacklevel=3)
 
 
 class VideoReader:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 import re
-import time
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit

@@ -278,11 +278,10 @@ def test_progress_total_is_exact_and_the_precision_is_said(media, tiny_vox, tmp_
 
 def test_a_recording_starts_with_the_first_good_frame(tmp_path):
     import cv2
+    from clips import face_clip_frames
 
     from fomm_lab.lab import WebcamRecorder
     from fomm_lab.lab._jpeg import encode_jpeg
-
-    from clips import face_clip_frames
 
     good = [cv2.resize(f, (128, 96), interpolation=cv2.INTER_AREA) for f in face_clip_frames(1.2, 10, (320, 240))]
     blocky = cv2.resize(cv2.resize(good[0], (16, 12), interpolation=cv2.INTER_AREA), (128, 96),

@@ -124,10 +124,11 @@ def test_open_videos_stops_at_the_first_bad_one(tmp_path):
         open_videos([good, bad], SIZE, progress=False)
 
 
-def test_video_files_are_read_frame_exactly(tmp_path):
+@pytest.mark.parametrize("suffix", [".mp4", ".gif"])
+def test_video_files_are_read_frame_exactly(tmp_path, suffix):
     from fomm_lab.io import read_video
 
-    clip = make_test_video(tmp_path / "clip.mp4", frames=9, size=(64, 64))
+    clip = make_test_video(tmp_path / f"clip{suffix}", frames=9, size=(64, 64))
     video = VideoFrames(clip, SIZE)
     assert video.frame_count == 9
     with read_video(clip) as reader:
@@ -287,7 +288,8 @@ def test_perceptual_zero_disables_the_perceptual_loss(tmp_path):
     (lambda raw: raw["dataset_params"]["augmentation_params"].update(blur_param={}), r"unknown part\(s\) blur_param"),
     (lambda raw: raw["dataset_params"]["augmentation_params"]["jitter_param"].update(hue=0.7),
      r"jitter_param.hue must be in \[0, 0.5\]"),
-    (lambda raw: raw["dataset_params"].update(frame_shape=[64, 64]), r"frame_shape must be \[height, width, channels\]"),
+    (lambda raw: raw["dataset_params"].update(frame_shape=[64, 64]),
+     r"frame_shape must be \[height, width, channels\]"),
     (lambda raw: raw.pop("train_params"), r"has no train_params"),
 ])
 def test_bad_training_sections_name_file_and_key(tmp_path, change, expected):

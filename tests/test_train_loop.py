@@ -26,8 +26,8 @@ from fomm_lab.cli import main
 from fomm_lab.engine.checkpoint import read_checkpoint
 from fomm_lab.engine.model import FommModel, load_model
 from fomm_lab.errors import TrainingError
-from fomm_lab.hub.registry import MODELS, VGG19_WEIGHTS, Mirror
 from fomm_lab.geometry import Size
+from fomm_lab.hub.registry import MODELS, VGG19_WEIGHTS, Mirror
 from fomm_lab.io import probe_video, write_video
 from fomm_lab.train import distributed
 from fomm_lab.train.checkpoint import LAST, Optimizers, save_checkpoint

@@ -19,6 +19,7 @@ Frames are streamed: memory does not grow with the video's length.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import math
@@ -197,20 +198,21 @@ def reconstruct(model: FommModel, data: str | Path, csv_path: str | Path,
     result = ReconstructResult([], Path(csv_path))
     for path in tqdm(videos, desc="reconstructing", unit="video", disable=not options.progress):
         video = VideoFrames(path, model.frame_size)
-        writer = None
-        if options.side_by_side is not None:
-            fps = 25.0
-            if path.is_file():
-                from ..io.probe import probe_video
-
-                fps = probe_video(path).fps or 25.0
-            name = path.name if path.is_dir() else path.stem
-            writer = SideBySideWriter(Path(options.side_by_side) / f"{name}.mp4", ["ground truth", "reconstruction"],
-                                      fps, height=model.frame_size.height)
         errors: list[float] = []
         real_lm: list[np.ndarray | None] = []
         fake_lm: list[np.ndarray | None] = []
-        try:
+        with contextlib.ExitStack() as stack:  # the video is published only when complete
+            writer = None
+            if options.side_by_side is not None:
+                fps = 25.0
+                if path.is_file():
+                    from ..io.probe import probe_video
+
+                    fps = probe_video(path).fps or 25.0
+                name = path.name if path.is_dir() else path.stem
+                writer = stack.enter_context(SideBySideWriter(Path(options.side_by_side) / f"{name}.mp4",
+                                                              ["ground truth", "reconstruction"], fps,
+                                                              height=model.frame_size.height))
             for real, fake, l1 in reconstruct_video(model, video.frames(), options.batch_size):
                 errors.append(l1)
                 if writer is not None:
@@ -218,11 +220,7 @@ def reconstruct(model: FommModel, data: str | Path, csv_path: str | Path,
                 if landmarks is not None:
                     real_lm.append(landmarks(real))
                     fake_lm.append(landmarks(fake))
-        except BaseException:
-            if writer is not None:
-                writer.__exit__(KeyboardInterrupt, None, None)
-            raise
-        written = writer.close() if writer is not None else None
+        written = writer.path if writer is not None else None
         score = VideoScore(video.name, len(errors), float(np.mean(errors)),
                            keypoint_distance(real_lm, fake_lm) if landmarks is not None else None, written)
         result.videos.append(score)

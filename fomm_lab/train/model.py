@@ -91,7 +91,8 @@ class GeneratorFull(nn.Module):
     """forward(source, driving, transform) -> (weighted losses by name, :class:`Generated`).
 
     source, driving: (N, 3, H, W) in [0, 1]; transform: the random transform of the equivariance losses
-    (None when they are off).
+    (None when they are off). The perceptual loss runs on the pyramid levels ``scales``; ``extra_scales`` are
+    levels only the discriminator needs.
     """
 
     def __init__(self, kp_detector: KPDetector, generator: OcclusionAwareGenerator, weights: LossWeights,

@@ -8,16 +8,16 @@ to sample from; the default) or an H.264 mp4. NAME is the video's file name with
 by ``#N`` for track N with ``all_tracks`` (so ``id_sampling`` groups a video's tracks as one identity).
 
 Videos are split by a hash of their name (:func:`split_of`): about a ``test_fraction`` of them go to
-``test`` (at least one when there are two or more), each always to the same side. A destination that exists already is kept (a preparation
-can be re-run to add videos); each is written under a temporary name and renamed when complete. A video in
-which no face is found does not stop the others: it is reported in :class:`PrepareResult`.
+``test`` (at least one when there are two or more), each always to the same side. A destination that exists
+already is kept (a preparation can be re-run to add videos); each is written under a temporary name and
+renamed when complete. A video in which no face is found does not stop the others: it is reported in
+:class:`PrepareResult`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -173,7 +173,13 @@ def _load_vgg(options: TrainOptions, config: TrainingConfig, device: torch.devic
 
 
 def _check_config(config: TrainingConfig) -> None:
+    from .visualize import check_colormap
+
     w = config.train.loss_weights
+    if not (w.uses_perceptual or w.uses_equivariance or w.generator_gan != 0):
+        raise ConfigError(f"config {config.path}: every generator loss weight in train_params.loss_weights is 0 "
+                          "(perceptual, equivariance_value, equivariance_jacobian, generator_gan): nothing to train")
+    check_colormap(config.visualizer.colormap)
     if w.equivariance_jacobian != 0 and not config.model.common.estimate_jacobian:
         raise ConfigError(f"config {config.path}: train_params.loss_weights.equivariance_jacobian is "
                           f"{w.equivariance_jacobian} but the model estimates no jacobians "

@@ -18,16 +18,26 @@ import torch
 import torch.nn.functional as F
 
 from ..engine.nets.generator import warp
-from ..errors import MediaError
+from ..errors import ConfigError, MediaError
 from ..io.atomic import atomic_output
 from .model import Generated
 from .params import VisualizerParams
+
+
+def check_colormap(colormap: str) -> None:
+    """ConfigError now, before training, when ``visualizer_params.colormap`` is not a matplotlib colormap."""
+    import matplotlib
+
+    if colormap not in matplotlib.colormaps:
+        raise ConfigError(f"visualizer_params.colormap {colormap!r} is not a matplotlib colormap; use e.g. "
+                          "gist_rainbow (the official configs' choice) or viridis")
 
 
 def keypoint_colours(count: int, colormap: str) -> list[tuple[int, int, int]]:
     """One RGB colour per keypoint from a matplotlib colormap (rainbow-like by default)."""
     import matplotlib
 
+    check_colormap(colormap)
     cmap = matplotlib.colormaps[colormap]
     return [tuple(int(255 * c) for c in cmap(i / max(count, 1))[:3]) for i in range(count)]  # type: ignore[misc]
 

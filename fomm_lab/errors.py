@@ -124,3 +124,12 @@ class MediaWarning(UserWarning):
 
 class LabError(FommLabError):
     """The lab (JupyterLab) cannot be started as asked."""
+
+
+class DatasetError(FommLabError):
+    """A training or test dataset folder is missing, empty or holds a video that does not fit the config."""
+
+
+class TrainingError(FommLabError):
+    """A training run cannot start, continue or go on (an existing run folder, a resume that does not fit, a
+    loss that became NaN)."""

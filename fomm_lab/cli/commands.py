@@ -9,11 +9,16 @@ every check that needs no model has passed.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
 WORDS: dict[str, dict[str, str | None]] = {
     "crop": {"crop.driving_box": "--box X0 Y0 X1 Y1", "crop.driving": None, "crop.min_track_frames": "--min-frames N"},
+    "train": {"train.resume": "--resume", "train.out": "--out RUN"},
+    "prepare_data": {"crop.driving_box": None, "crop.driving": "--no-crop"},
+    "animate_pairs": {"crop.source": "--no-crop", "crop.driving": "--no-crop", "crop.source_box": None,
+                      "crop.driving_box": None, "motion.best_frame": None},
 }
 """Per-command wording of remedies where it differs from the common flags (None: not offered)."""
 
@@ -152,3 +157,106 @@ def lab(args: argparse.Namespace) -> int:
     from .lab import run_lab
 
     return run_lab(args)
+
+
+# ------------------------------------------------------------------------- training (fomm_lab.train)
+
+
+def _registry_or_path(value: str, cache_dir: Path | None, progress: bool) -> Path:
+    from ..train.trainer import resolve_checkpoint
+
+    return resolve_checkpoint(value, cache_dir, progress)
+
+
+def prepare_data(args: argparse.Namespace) -> int:
+    """``fomm-lab prepare-data``: raw videos -> a dataset in the official layout (face crops)."""
+    from ..pipeline import model_config
+    from ..train.prepare import PrepareOptions
+    from ..train.prepare import prepare_data as run
+
+    if not 0 <= args.test_fraction < 1:
+        from ..errors import FommLabError
+
+        raise FommLabError(f"--test-fraction {args.test_fraction} must be from 0 to less than 1")
+    size = args.size or model_config(args.config).frame_size.width
+    options = PrepareOptions(size=size, test_fraction=args.test_fraction, format=args.format, crop=not args.no_crop,
+                             detector=args.detector, download_face_weights=args.download_face_weights,
+                             increase=args.increase, mode=args.mode, min_frames=args.min_frames,
+                             all_tracks=args.all_tracks, progress=args.progress)
+    result = run(args.videos, args.out, options, say=_say(args))
+    print(f"{args.out}: {len(result.written)} video(s) written, {len(result.kept)} kept, {len(result.failed)} failed")
+    for path, error in result.failed:
+        from . import render_error
+
+        print(render_error(error, WORDS["prepare_data"]).replace("fomm-lab: error: ", f"fomm-lab: error: {path}: ", 1),
+              file=sys.stderr)
+    return 1 if result.failed else 0
+
+
+def train(args: argparse.Namespace) -> int:
+    """``fomm-lab train``: one training run (or this process's share of a torchrun one)."""
+    from ..train.trainer import TrainOptions
+    from ..train.trainer import train as run
+
+    options = TrainOptions(config=args.config, data=args.data, out=args.out, checkpoint=args.checkpoint,
+                           resume=args.resume, device=args.device, seed=args.seed, max_steps=args.max_steps,
+                           epochs=args.epochs, batch_size=args.batch_size, num_repeats=args.num_repeats,
+                           num_workers=args.workers, visualize_every=args.visualize_every,
+                           checkpoint_every=args.checkpoint_every, cache_dir=args.cache_dir,
+                           perceptual_weights=args.vgg19, progress=args.progress)
+    result = run(options, say=_say(args))
+    if result.main:
+        print(f"wrote {result.checkpoint} (step {result.step}, {result.epoch} epoch(s) done); log: {result.log}")
+    return 0
+
+
+def reconstruct(args: argparse.Namespace) -> int:
+    """``fomm-lab reconstruct``: per-video and mean L1 (and AKD) of the test videos' reconstructions."""
+    from ..engine.model import load_model
+    from ..train.evaluate import ReconstructOptions
+    from ..train.evaluate import reconstruct as run
+
+    landmarks = None
+    if args.akd:
+        from ..faces.detect import get_landmarker
+
+        landmarks = get_landmarker(device=args.device, download=args.download_face_weights)
+    checkpoint = _registry_or_path(args.checkpoint, args.cache_dir, args.progress)
+    model = load_model(args.config, checkpoint, device=args.device, cache_dir=args.cache_dir, progress=args.progress)
+    args.out.mkdir(parents=True, exist_ok=True)
+    options = ReconstructOptions(side_by_side=args.out if args.side_by_side else None, max_videos=args.max_videos,
+                                 batch_size=args.batch_size, progress=args.progress)
+    result = run(model, args.data, args.out / "reconstruction.csv", options, landmarks=landmarks, say=_say(args))
+    summary = f"mean L1 {result.mean_l1:.4f} over {len(result.per_frame_l1)} frames of {len(result.videos)} video(s)"
+    if result.keypoints is not None:
+        summary += f", AKD {result.keypoints.akd:.3f} px (missing {100 * result.keypoints.missing:.1f} %)"
+    print(f"{summary}; wrote {result.csv}")
+    return 0
+
+
+def animate_pairs(args: argparse.Namespace) -> int:
+    """``fomm-lab animate-pairs``: every pair of a CSV with one model; failures reported at the end."""
+    from ..engine.model import load_model
+    from ..pipeline import CropOptions, MotionOptions, RuntimeOptions
+    from ..train.pairs import animate_pairs as run
+    from ..train.pairs import read_pairs
+
+    pairs = read_pairs(args.pairs, args.out)
+    checkpoint = _registry_or_path(args.checkpoint, args.cache_dir, args.progress) if args.checkpoint else None
+    model = load_model(args.config, checkpoint, device=args.device, cache_dir=args.cache_dir, progress=args.progress)
+    crop = CropOptions(source=args.crop, driving=args.crop, detector=args.detector,
+                       download_face_weights=args.download_face_weights)
+    motion = MotionOptions(relative=not args.absolute, adapt_scale=not args.no_adapt_scale)
+    runtime = RuntimeOptions(device=args.device, dtype=args.dtype, batch_size=args.batch_size)
+    result = run(pairs, model, motion=motion, crop=crop, runtime=runtime, audio=not args.no_audio,
+                 progress=args.progress, say=_say(args))
+    print(f"{args.out}: {len(result.written)} written, {len(result.skipped)} already there, "
+          f"{len(result.failed)} failed")
+    if result.failed:
+        from . import render_error
+
+        for pair, error in result.failed:
+            print(render_error(error, WORDS["animate_pairs"]).replace(
+                "fomm-lab: error: ", f"fomm-lab: error: line {pair.line} ({pair.source} + {pair.driving}): ", 1),
+                file=sys.stderr)
+    return 1 if result.failed else 0

@@ -205,4 +205,111 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-root", action="store_true", help="let JupyterLab run as root (it refuses to by default)")
     p.add_argument("--notebook", type=Path, help="notebook to open (default: notebooks/demo.ipynb)")
     p.set_defaults(command="lab")
+    _training_parsers(sub, common)
     return parser
+
+
+def _training_parsers(sub, common: argparse.ArgumentParser) -> None:
+    """``prepare-data``, ``train``, ``reconstruct`` and ``animate-pairs`` (:mod:`fomm_lab.train`)."""
+    p = sub.add_parser("prepare-data", parents=[common], help="cut the face tracks of videos into a training dataset",
+                       description="Crop the face track of each VIDEO to square frames and write them in the "
+                                   "official dataset layout: DIR/train/NAME and DIR/test/NAME (a share of the videos, "
+                                   "chosen by a hash of their names). Existing entries are kept.")
+    p.add_argument("videos", nargs="+", type=Path, metavar="VIDEO", help="video files or folders of frames")
+    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="the dataset folder")
+    p.add_argument("--size", type=_int_at_least(16), default=None,
+                   help="side of the frames in pixels (default: the --config's frame size)")
+    p.add_argument("--config", default="vox-256", help="config whose frame size is used (default: vox-256)")
+    p.add_argument("--format", choices=("png", "mp4"), default="png",
+                   help="a folder of PNG frames per video (lossless, fastest to train from; default) or an mp4")
+    p.add_argument("--test-fraction", type=number, default=0.2, metavar="F",
+                   help="share of the videos put in test/ (default 0.2; at least one when there are two or more)")
+    p.add_argument("--no-crop", action="store_true",
+                   help="do not look for faces: use the centre square of the whole frame (other objects)")
+    p.add_argument("--all-tracks", action="store_true", help="every face track of a video (NAME#1, NAME#2, ...)")
+    p.add_argument("--mode", choices=("auto", "static", "follow"), default="auto",
+                   help="one box per track (static), a box following the face (follow), or follow only when the "
+                        "face moves far (auto)")
+    p.add_argument("--increase", type=number, default=0.1,
+                   help="margin added around the face box, as a fraction of its size (default 0.1)")
+    p.add_argument("--min-frames", type=positive_int, default=10, metavar="N",
+                   help="ignore face tracks shorter than N frames (default 10)")
+    _detector(p)
+    p.set_defaults(command="prepare_data")
+
+    p = sub.add_parser("train", parents=[common], help="train a model on your own videos",
+                       description="Train (or fine-tune, or resume) a First Order Motion Model on a dataset in the "
+                                   "official layout (see prepare-data), as the paper's train_params say. Checkpoints, "
+                                   "a JSONL log of the losses and pictures go to RUN. Several processes or machines: "
+                                   "torchrun --nproc_per_node N -m fomm_lab train ...")
+    p.add_argument("--config", required=True, help="a shipped config name (vox-256, ...) or a yaml file")
+    p.add_argument("--data", required=True, type=Path, metavar="DIR", help="dataset folder holding train/ and test/")
+    p.add_argument("--out", required=True, type=Path, metavar="RUN", help="the run folder")
+    p.add_argument("--checkpoint", metavar="FILE|NAME",
+                   help="start from these weights (fine-tuning; a registry name such as vox is downloaded), or with "
+                        "--resume the checkpoint to continue")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in RUN from its last checkpoint (optimiser states, epoch and step)")
+    p.add_argument("--device", help="torch device: cuda or cpu (default: one GPU per process when there are GPUs)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of every random draw (default 0)")
+    p.add_argument("--max-steps", type=positive_int, metavar="N", help="stop once the run has made N steps")
+    p.add_argument("--epochs", type=positive_int, metavar="N", help="number of epochs instead of the config's")
+    p.add_argument("--batch-size", type=positive_int, metavar="N",
+                   help="global batch size instead of the config's (shared by the processes)")
+    p.add_argument("--num-repeats", type=positive_int, metavar="N", help="passes over the videos per epoch")
+    p.add_argument("--workers", type=non_negative_int, default=2, metavar="N",
+                   help="data-loading processes per training process (default 2; 0: load in the main process)")
+    p.add_argument("--visualize-every", type=non_negative_int, default=500, metavar="N",
+                   help="a picture every N steps (and after every epoch; 0: epochs only; default 500)")
+    p.add_argument("--checkpoint-every", type=non_negative_int, default=1000, metavar="N",
+                   help="rewrite RUN/last-checkpoint.pth.tar every N steps (default 1000; 0: epochs only)")
+    p.add_argument("--vgg19", type=Path, metavar="FILE",
+                   help="VGG19 weights for the perceptual loss (default: the registry's vgg19, downloaded once)")
+    _cache_dir(p)
+    p.set_defaults(command="train")
+
+    p = sub.add_parser("reconstruct", parents=[common], help="evaluate a model: reconstruct the test videos",
+                       description="Reconstruct every test video from its first frame and write the per-video and "
+                                   "mean L1 (as the paper reports) to DIR/reconstruction.csv; optionally ground "
+                                   "truth | reconstruction videos and the keypoint distance to face-alignment's "
+                                   "landmarks (AKD).")
+    p.add_argument("--config", required=True, help="the model's config (shipped name or yaml)")
+    p.add_argument("--checkpoint", required=True, metavar="FILE|NAME", help="the model's checkpoint")
+    p.add_argument("--data", required=True, type=Path, metavar="DIR",
+                   help="the test videos: DIR/test, or a dataset folder (its test/ is used)")
+    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="folder for the CSV and the videos")
+    p.add_argument("--side-by-side", action="store_true", help="also write DIR/NAME.mp4: ground truth | reconstruction")
+    p.add_argument("--akd", action="store_true",
+                   help="also measure the average keypoint distance to face-alignment's landmarks (faces)")
+    p.add_argument("--download-face-weights", action="store_true", help="let face-alignment download its weights")
+    p.add_argument("--max-videos", type=positive_int, metavar="N", help="only the first N test videos")
+    p.add_argument("--batch-size", type=positive_int, default=8, metavar="N",
+                   help="frames per forward pass (default 8)")
+    p.add_argument("--device", help="torch device: cuda, mps or cpu (default: the best available)")
+    _cache_dir(p)
+    p.set_defaults(command="reconstruct")
+
+    p = sub.add_parser("animate-pairs", parents=[common], help="animate many source/driving pairs",
+                       description="Animate every (source, driving) pair of a CSV with one model (the paper's "
+                                   "animate mode). The CSV's first row names the columns source,driving[,output]; "
+                                   "paths are relative to the CSV. Pairs already done are skipped; a failed pair "
+                                   "does not stop the others (exit status 1 when any failed).")
+    p.add_argument("--pairs", required=True, type=Path, metavar="PAIRS.csv")
+    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="folder of the results (SOURCE-DRIVING.mp4)")
+    p.add_argument("--config", default="vox",
+                   help="model: a registry name, a shipped config name or a yaml file (default: vox)")
+    p.add_argument("--checkpoint", metavar="FILE|NAME", help="weights (needed with a yaml --config)")
+    _cache_dir(p)
+    p.add_argument("--absolute", action="store_true",
+                   help="absolute keypoint positions instead of motion relative to the first driving frame")
+    p.add_argument("--no-adapt-scale", action="store_true",
+                   help="do not scale the motion by the ratio of the objects' sizes")
+    p.add_argument("--crop", action=argparse.BooleanOptionalAction, default=None,
+                   help="crop the faces of sources and drivings (default: yes for face models)")
+    _detector(p)
+    p.add_argument("--no-audio", action="store_true", help="write the results without sound")
+    p.add_argument("--device", help="torch device: cuda, cuda:1, mps or cpu (default: the best available)")
+    p.add_argument("--dtype", choices=DTYPES, default="auto", help="compute precision (as for animate)")
+    p.add_argument("--batch-size", type=positive_int, default=1, metavar="N",
+                   help="driving frames per forward pass (default 1)")
+    p.set_defaults(command="animate_pairs")

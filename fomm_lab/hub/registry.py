@@ -1,4 +1,5 @@
-"""Registry of the files fomm_lab downloads: FOMM checkpoints and face-alignment's weights.
+"""Registry of the files fomm_lab downloads: FOMM checkpoints, face-alignment's weights and the VGG19
+weights of the training's perceptual loss.
 
 Each entry names the file, the shipped config it belongs to (checkpoints), where it can be fetched
 (mirrors in order of preference) and its checksum where one is known. Downloading itself lives in
@@ -19,6 +20,8 @@ __all__ = [
     "MODELS",
     "Mirror",
     "RemoteFile",
+    "TRAINING_WEIGHTS",
+    "VGG19_WEIGHTS",
     "available_models",
     "cache_dir",
     "model_info",
@@ -157,6 +160,17 @@ FACE_ALIGNMENT_WEIGHTS: tuple[RemoteFile, ...] = tuple(
 )
 """face-alignment's weights, kept where it looks for them (torch hub's checkpoints folder); the hex part
 of each name is the start of the file's sha256, as torch hub names files."""
+
+
+VGG19_WEIGHTS = RemoteFile(
+    "vgg19", "vgg19-dcbb9e9d.pth", None,
+    (Mirror("https://download.pytorch.org/models/vgg19-dcbb9e9d.pth", note="PyTorch's published ImageNet weights"),),
+    sha256_prefix="dcbb9e9d", description="VGG19 ImageNet weights of the perceptual loss (training only)")
+"""PyTorch's ImageNet VGG19 (torch hub name: the hex part is the start of its sha256), read by
+:mod:`fomm_lab.train.vgg`; kept in the fomm-lab cache folder."""
+
+TRAINING_WEIGHTS: tuple[RemoteFile, ...] = (VGG19_WEIGHTS,)
+"""Files training needs besides checkpoints; not in :data:`MODELS` (which lists animation checkpoints)."""
 
 
 def available_models() -> list[str]:

@@ -1,0 +1,441 @@
+"""``fomm-lab train``: the training loop of the paper (Sec. 3.3) on a dataset in the official layout.
+
+Each step draws a batch of (source, driving) frame pairs, runs :class:`~fomm_lab.train.model.GeneratorFull`
+(keypoints, reconstruction, perceptual and equivariance losses) and, for the ``-adv`` configs, the
+generator's LSGAN and feature-matching terms; the generator and keypoint detector step together, then the
+discriminator steps on its LSGAN loss. Optimisers are Adam with betas (0.5, 0.999) and the learning rates of
+``train_params``, divided by 10 at each of ``epoch_milestones``; an epoch is ``num_repeats`` passes over the
+training videos (identities, with ``id_sampling``), in batches of ``batch_size`` (the last partial batch
+dropped).
+
+What a run folder ``RUN`` holds (only process 0 writes):
+
+* ``last-checkpoint.pth.tar``: the latest state (every ``checkpoint_every`` steps, at the end, and when the run
+  is stopped with Ctrl-C); ``NNNNNNNN-checkpoint.pth.tar`` after every ``checkpoint_freq`` epochs (the
+  official names). The official format (:mod:`fomm_lab.train.checkpoint`), written atomically.
+* ``log.jsonl``: one JSON object per step: ``step``, ``epoch``, ``time`` (seconds since the run started),
+  ``lr``, ``losses`` (each weighted, averaged over the processes) and ``loss`` (their generator total).
+* ``train-vis/step-NNNNNNNN.png`` every ``visualize_every`` steps and after every epoch
+  (:mod:`fomm_lab.train.visualize`); ``config.yaml``: the config the run started with.
+
+``resume`` continues a run where its last checkpoint left it (optimiser states, epoch and step, the same
+samples as an uninterrupted run would have drawn); ``checkpoint`` alone starts a new run from a checkpoint's
+weights (fine-tuning; a registry name such as ``vox`` is downloaded first).
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import CheckpointError, ConfigError, DatasetError, Remedy, TrainingError
+from ..hub.registry import MODELS, RemoteFile
+from ..io.atomic import atomic_output
+from . import distributed
+from .checkpoint import (
+    LAST,
+    Optimizers,
+    RunState,
+    epoch_checkpoint_name,
+    load_networks,
+    load_optimizers,
+    read_training_checkpoint,
+    run_state,
+    save_checkpoint,
+)
+from .model import TrainingNetworks, build_training_networks
+from .params import TrainingConfig, load_training_config
+from .step import TrainingStep
+
+log = logging.getLogger(__name__)
+
+BETAS = (0.5, 0.999)
+"""Adam's betas in the paper's training."""
+LR_DROP = 0.1
+"""Factor applied to the learning rates at each milestone epoch."""
+LOG_NAME = "log.jsonl"
+VIS_FOLDER = "train-vis"
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainOptions:
+    """One training run.
+
+    config: a shipped config name or yaml (its ``train_params`` drive the run). data: the dataset folder
+    (``DIR/train``, ``DIR/test``). out: the run folder. checkpoint: a checkpoint file or registry name to start
+    from (fine-tuning), or with ``resume`` the checkpoint to continue (default: ``out``'s last one).
+    device: None: one GPU per process when there are GPUs, else the CPU. seed: every random draw of the run.
+    max_steps: stop once the run has made this many steps (None: run every epoch). epochs, batch_size (global),
+    num_repeats: replace the yaml's values. num_workers: data-loading processes per training process.
+    visualize_every / checkpoint_every: steps between pictures / checkpoints (0: only at epoch ends).
+    perceptual_weights: the VGG19 weights -- None: the registry's ``vgg19`` (fetched once into the cache), a
+    file, or another registry entry (a private mirror). progress: show progress bars.
+    """
+
+    config: str | Path
+    data: Path
+    out: Path
+    checkpoint: str | Path | None = None
+    resume: bool = False
+    device: str | None = None
+    seed: int = 0
+    max_steps: int | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    num_repeats: int | None = None
+    num_workers: int = 2
+    visualize_every: int = 500
+    checkpoint_every: int = 1000
+    cache_dir: Path | None = None
+    perceptual_weights: Path | RemoteFile | None = None
+    progress: bool = True
+
+
+@dataclass
+class TrainResult:
+    """Where a run ended: its folder, last checkpoint, step and completed epochs, the last step's losses,
+    and whether Ctrl-C stopped it."""
+
+    out: Path
+    checkpoint: Path
+    step: int
+    epoch: int
+    losses: dict[str, float] = field(default_factory=dict)
+    interrupted: bool = False
+    main: bool = True
+    """Whether this process is the one that wrote (rank 0)."""
+    networks: TrainingNetworks | None = field(default=None, repr=False)
+    """The trained networks, in this process (train mode, on the run's device)."""
+
+    @property
+    def log(self) -> Path:
+        return self.out / LOG_NAME
+
+
+Say = Callable[[str], None]
+
+
+def lr_at(base: float, milestones: tuple[int, ...], epoch: int) -> float:
+    """The learning rate of 0-based ``epoch``: ``base`` divided by 10 for each milestone at or before it."""
+    return base * LR_DROP ** bisect.bisect_right(sorted(milestones), epoch)
+
+
+def epoch_batches(n: int, *, epoch: int, seed: int, global_batch: int, process: distributed.Process,
+                  skip: int = 0) -> list[int]:
+    """This process's sample indices for ``epoch``: a permutation of ``range(n)`` seeded by (seed, epoch), cut
+    into global batches (the last partial one dropped), each shared out to the processes in rank order;
+    the first ``skip`` batches left out (resuming mid-epoch)."""
+    generator = torch.Generator().manual_seed(int(np.random.SeedSequence((seed, epoch)).generate_state(1)[0]))
+    order = torch.randperm(n, generator=generator).tolist()
+    local = global_batch // process.world_size
+    indices: list[int] = []
+    for b in range(skip, n // global_batch):
+        start = b * global_batch + process.rank * local
+        indices += order[start:start + local]
+    return indices
+
+
+def resolve_checkpoint(value: str | Path, cache_dir: Path | None, progress: bool) -> Path:
+    """A checkpoint file, or the cached file of a registry name (downloaded and verified when missing)."""
+    path = Path(value)
+    if isinstance(value, str) and value in MODELS and not path.exists():
+        from ..hub.download import ensure_checkpoint
+
+        return ensure_checkpoint(value, cache_dir=cache_dir, progress=progress)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist; give a .pth.tar file or a registry name "
+                              f"({', '.join(MODELS)})")
+    return path
+
+
+def _vgg_layers(weights: tuple[float, ...]) -> int:
+    return max(i for i, w in enumerate(weights) if w != 0) + 1
+
+
+def _load_vgg(options: TrainOptions, config: TrainingConfig, device: torch.device):
+    from .vgg import ensure_vgg19, load_vgg19
+
+    weights = options.perceptual_weights
+    if isinstance(weights, Path):
+        path = weights
+    else:
+        path = ensure_vgg19(options.cache_dir, progress=options.progress, entry=weights)
+    return load_vgg19(path, _vgg_layers(config.train.loss_weights.perceptual)).to(device)
+
+
+def _check_config(config: TrainingConfig) -> None:
+    from .visualize import check_colormap
+
+    w = config.train.loss_weights
+    if not (w.uses_perceptual or w.uses_equivariance or w.generator_gan != 0):
+        raise ConfigError(f"config {config.path}: every generator loss weight in train_params.loss_weights is 0 "
+                          "(perceptual, equivariance_value, equivariance_jacobian, generator_gan): nothing to train")
+    check_colormap(config.visualizer.colormap)
+    if w.equivariance_jacobian != 0 and not config.model.common.estimate_jacobian:
+        raise ConfigError(f"config {config.path}: train_params.loss_weights.equivariance_jacobian is "
+                          f"{w.equivariance_jacobian} but the model estimates no jacobians "
+                          "(model_params.common_params.estimate_jacobian: false); set it to 0")
+    if w.uses_equivariance and config.train.transform_params is None:
+        raise ConfigError(f"config {config.path}: the equivariance losses need train_params.transform_params "
+                          "(sigma_affine, sigma_tps, points_tps)")
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Keep the log lines of steps up to ``step`` (a resumed run rewrites what came after its checkpoint)."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            if json.loads(line).get("step", 0) <= step:
+                kept.append(line)
+        except (json.JSONDecodeError, AttributeError):
+            continue  # a line cut short by a crash
+    with atomic_output(path) as tmp:
+        tmp.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
+
+
+class _Run:
+    """One process's part of a training run (see :func:`train`)."""
+
+    def __init__(self, options: TrainOptions, process: distributed.Process, say: Say) -> None:
+        self.options, self.process, self.say = options, process, say
+        self.config = load_training_config(options.config)
+        _check_config(self.config)
+        self.params = self.config.train
+        self.out = Path(options.out)
+        self.main = process.main
+
+    # ------------------------------------------------------------------------------------- setting up
+
+    def dataset(self):
+        from .augment import Augmentation
+        from .data import PairDataset, dataset_layout, describe, open_videos
+
+        layout = dataset_layout(self.options.data)
+        videos = open_videos(layout.train, self.config.frame_size, progress=self.options.progress and self.main,
+                             what="training videos")
+        if self.main:
+            self.say(f"training set {layout.root / 'train'}: {describe(videos)}")
+        repeats = self.options.num_repeats or self.params.num_repeats
+        return PairDataset(videos, size=self.config.frame_size,
+                           augmentation=Augmentation(self.config.dataset.augmentation),
+                           id_sampling=self.config.dataset.id_sampling, num_repeats=repeats, seed=self.options.seed)
+
+    def starting_point(self) -> tuple[Path | None, bool]:
+        """(checkpoint to load, whether it is resumed); TrainingError when ``out`` holds a run not resumed."""
+        last = self.out / LAST
+        if self.options.resume:
+            if self.options.checkpoint is not None:
+                return resolve_checkpoint(self.options.checkpoint, self.options.cache_dir, self.options.progress), True
+            if not last.is_file():
+                raise TrainingError(f"nothing to resume: {self.out} holds no {LAST}; start the run without resume "
+                                    "(or give the checkpoint to resume)")
+            return last, True
+        if last.is_file():
+            raise TrainingError(f"{self.out} already holds a training run ({LAST})",
+                                remedies=[Remedy("continue it ({})", "train.resume", True),
+                                          Remedy("choose another run folder ({})", "train.out", "RUN")])
+        if self.options.checkpoint is not None:
+            return resolve_checkpoint(self.options.checkpoint, self.options.cache_dir, self.options.progress), False
+        return None, False
+
+    def networks(self, start: Path | None, resumed: bool) -> tuple[TrainingNetworks, dict | None]:
+        torch.manual_seed(self.options.seed)
+        networks = build_training_networks(self.config, device="cpu")
+        data = None
+        if start is not None:
+            data = read_training_checkpoint(start)
+            label = str(self.config.path or self.config.model.name)
+            load_networks(data, start, networks, label, need_discriminator=resumed)
+            if self.main:
+                self.say(f"{'resuming' if resumed else 'starting from the weights of'} {start}")
+        for module in networks.named().values():
+            module.to(self.process.device)
+            distributed.synchronise_batchnorm(module, self.process)
+        return networks, data
+
+    def optimizers(self, networks: TrainingNetworks) -> Optimizers:
+        p = self.params
+        return Optimizers(
+            generator=torch.optim.Adam(networks.generator.parameters(), lr=p.lr_generator, betas=BETAS),
+            kp_detector=torch.optim.Adam(networks.kp_detector.parameters(), lr=p.lr_kp_detector, betas=BETAS),
+            discriminator=torch.optim.Adam(networks.discriminator.parameters(), lr=p.lr_discriminator, betas=BETAS))
+
+    def set_learning_rates(self, optimizers: Optimizers, epoch: int) -> dict[str, float]:
+        p = self.params
+        rates = {"generator": lr_at(p.lr_generator, p.epoch_milestones, epoch),
+                 "kp_detector": lr_at(p.lr_kp_detector, p.epoch_milestones, epoch),
+                 "discriminator": lr_at(p.lr_discriminator, p.epoch_milestones, epoch)}
+        for name, optimizer in (("generator", optimizers.generator), ("kp_detector", optimizers.kp_detector),
+                                ("discriminator", optimizers.discriminator)):
+            for group in optimizer.param_groups:
+                group["lr"] = rates[name]
+        return rates
+
+    # ---------------------------------------------------------------------------------------- running
+
+    def run(self) -> TrainResult:
+        from torch.utils.data import DataLoader
+        from tqdm.auto import tqdm
+
+        options, process, p = self.options, self.process, self.params
+        weights = p.loss_weights
+        if self.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+        start, resumed = self.starting_point()
+        dataset = self.dataset()
+        global_batch = options.batch_size or p.batch_size
+        local = distributed.local_batch(global_batch, process)
+        steps_per_epoch = len(dataset) // global_batch
+        if steps_per_epoch == 0:
+            raise DatasetError(f"the training set gives {len(dataset)} samples per epoch ({len(dataset.items)} "
+                               f"{'identities' if self.config.dataset.id_sampling else 'videos'} x num_repeats "
+                               f"{dataset.num_repeats}) but one batch needs {global_batch}: lower the batch size or "
+                               "raise num_repeats")
+        num_epochs = options.epochs or p.num_epochs
+        networks, data = self.networks(start, resumed)
+        optimizers = self.optimizers(networks)
+        state = RunState(seed=options.seed, batch_size=global_batch, world_size=process.world_size)
+        if resumed and data is not None:
+            load_optimizers(data, start or self.out / LAST, optimizers)
+            state = run_state(data)
+            if state.step is None:
+                state = RunState(epoch=state.epoch, step=state.epoch * steps_per_epoch)
+            if state.batch_size not in (None, global_batch) and self.main:
+                log.warning("the run was made with batch size %s, it continues with %s", state.batch_size, global_batch)
+            if state.epoch_step >= steps_per_epoch:
+                state = RunState(epoch=state.epoch + 1, step=state.step, epoch_step=0)
+        seed = options.seed if state.seed is None else state.seed
+        state = RunState(epoch=state.epoch, step=state.step, epoch_step=state.epoch_step, seed=seed,
+                         batch_size=global_batch, world_size=process.world_size)
+        del data
+
+        vgg = _load_vgg(options, self.config, process.device) if weights.uses_perceptual else None
+        train_step = TrainingStep(self.config, networks, optimizers, vgg, process, seed=seed,
+                                  last_checkpoint=self.out / LAST)
+        networks.train(True)
+
+        log_path = self.out / LOG_NAME
+        if self.main:
+            if resumed:
+                _truncate_log(log_path, state.step or 0)
+            if self.config.path is not None and not (self.out / "config.yaml").exists():
+                with atomic_output(self.out / "config.yaml") as tmp:
+                    shutil.copyfile(self.config.path, tmp)
+        step = state.step or 0
+        target = num_epochs * steps_per_epoch
+        if options.max_steps is not None:
+            target = min(target, options.max_steps)
+        last = self.out / LAST
+        epoch, epoch_step = state.epoch, state.epoch_step
+        losses: dict[str, float] = {}
+        started = time.monotonic()
+
+        def checkpoint(path: Path) -> None:
+            if self.main:
+                save_checkpoint(path, networks, optimizers,
+                                RunState(epoch=epoch, step=step, epoch_step=epoch_step, seed=seed,
+                                         batch_size=global_batch, world_size=process.world_size))
+
+        if self.main:
+            self.say(f"training {self.config.model.name} on {process.device} ({process.world_size} process(es)): "
+                     f"{steps_per_epoch} steps per epoch of batch {global_batch}, epochs {epoch}..{num_epochs}, "
+                     f"step {step} -> {target}")
+        bar = tqdm(total=target, initial=min(step, target), desc="training", unit="step",
+                   disable=not (options.progress and self.main))
+        interrupted = False
+        try:
+            with open(log_path, "a", encoding="utf-8") if self.main else _NoLog() as log_file:
+                while epoch < num_epochs and step < target:
+                    rates = self.set_learning_rates(optimizers, epoch)
+                    dataset.set_epoch(epoch)
+                    indices = epoch_batches(len(dataset), epoch=epoch, seed=seed, global_batch=global_batch,
+                                            process=process, skip=epoch_step)
+                    loader = DataLoader(dataset, batch_size=local, sampler=indices, drop_last=True,
+                                        num_workers=options.num_workers, pin_memory=process.device.type == "cuda")
+                    generated = batch = None
+                    for batch in loader:
+                        source = batch["source"].to(process.device, non_blocking=True)
+                        driving = batch["driving"].to(process.device, non_blocking=True)
+                        values, generated = train_step(source, driving, step)
+                        step += 1
+                        epoch_step += 1
+                        losses = {k: v for k, v in values.items() if k != "loss"}
+                        if self.main:
+                            log_file.write(json.dumps({
+                                "step": step, "epoch": epoch, "time": round(time.monotonic() - started, 3),
+                                "lr": rates, "losses": losses, "loss": values["loss"]}) + "\n")
+                            log_file.flush()
+                            if options.visualize_every and step % options.visualize_every == 0:
+                                self.picture(batch, generated, step)
+                            if options.checkpoint_every and step % options.checkpoint_every == 0:
+                                checkpoint(last)
+                        bar.update(1)
+                        bar.set_postfix(loss=f"{values['loss']:.4g}", epoch=epoch)
+                        if step >= target:
+                            break
+                    if epoch_step >= steps_per_epoch:
+                        epoch, epoch_step = epoch + 1, 0
+                        if self.main:
+                            if generated is not None and batch is not None:
+                                self.picture(batch, generated, step)
+                            if epoch % p.checkpoint_freq == 0:
+                                checkpoint(self.out / epoch_checkpoint_name(epoch - 1))
+        except KeyboardInterrupt:
+            interrupted = True
+            if self.main:
+                bar.close()
+                checkpoint(last)
+                log.warning("stopped at step %d; saved %s (continue the run with resume)", step, last)
+            raise
+        finally:
+            bar.close()
+            if not interrupted:
+                checkpoint(last)
+        return TrainResult(out=self.out, checkpoint=last, step=step, epoch=epoch, losses=losses, main=self.main,
+                           networks=networks)
+
+    def picture(self, batch: dict, generated, step: int) -> None:
+        from .visualize import save_png, training_picture
+
+        image = training_picture(batch["source"], batch["driving"], generated, self.config.visualizer)
+        save_png(self.out / VIS_FOLDER / f"step-{step:08d}.png", image)
+
+
+class _NoLog:
+    """Stands in for the log file in the processes that do not write."""
+
+    def __enter__(self) -> _NoLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def write(self, text: str) -> None:
+        return None
+
+    def flush(self) -> None:
+        return None
+
+
+def train(options: TrainOptions, say: Say = log.info) -> TrainResult:
+    """Run (or continue) a training run in this process; under torchrun, this process's share of it.
+
+    Raises ConfigError, DatasetError, CheckpointError or TrainingError (before any step where it can);
+    KeyboardInterrupt after saving ``last-checkpoint.pth.tar`` when stopped with Ctrl-C.
+    """
+    process = distributed.start(options.device)
+    try:
+        return _Run(options, process, say).run()
+    finally:
+        distributed.stop(process)

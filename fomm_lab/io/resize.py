@@ -28,9 +28,9 @@ def resize_image(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(img, (width, height), interpolation=interpolation)
 
 
-def resize_to_model(img: np.ndarray, size: tuple[int, int] = (256, 256), mode: str = "crop",
+def resize_to_model(img: np.ndarray, size: tuple[int, int], mode: str = "crop",
                     pad_value: int | Sequence[int] = 0) -> np.ndarray:
-    """Fit ``img`` to ``size`` = (width, height) without distorting it.
+    """Fit ``img`` to ``size`` = (width, height), the model's frame size, without distorting it.
 
     ``mode="crop"`` cuts the centre region of the target's aspect ratio, then resizes;
     ``mode="pad"`` resizes the whole image to fit inside and fills the borders with ``pad_value``.

@@ -101,8 +101,8 @@ def test_the_image_installs_what_ci_installs():
     assert not any(re.search(r"\bpip3? install\b|-m pip\b", run) for run in runs), \
         "the Dockerfile must install Python packages only through " + INSTALL
     docker_calls = install_calls("\n".join(runs))
-    assert docker_calls and docker_calls[-1] == ["$TORCH_INDEX", "lab"]
-    assert all(call[-1] == "lab" for call in docker_calls)
+    assert docker_calls and docker_calls[-1] == ["--torch-version", "$TORCH_VERSION", "$TORCH_INDEX", "lab"]
+    assert all(call[-1] == "lab" and call[-4:-2] == ["--torch-version", "$TORCH_VERSION"] for call in docker_calls)
 
     ci_texts = [p.read_text() for p in (REPO / ".ci").iterdir() if p.is_file() and p.name != Path(INSTALL).name]
     ci_calls = [call for text in ci_texts for call in install_calls(text)]
@@ -138,11 +138,22 @@ def test_the_image_copies_what_the_install_needs():
 
 
 def test_the_torch_index_matches_the_cuda_base_image():
-    steps = dict((k, v) for k, v in dockerfile_instructions() if k in ("FROM",))
-    cuda = re.match(r"nvidia/cuda:(\d+)\.(\d+)\.\d+-(cudnn-)?runtime-ubuntu", steps["FROM"])
-    assert cuda, steps["FROM"]
-    index = re.search(r"ARG TORCH_INDEX=(\S+)", (REPO / "Dockerfile").read_text()).group(1)
+    """The default base is nvidia/cuda's smallest flavour, and the torch index is the CUDA build
+    of the same CUDA release; the base stays replaceable (CI builds on Debian)."""
+    text = (REPO / "Dockerfile").read_text()
+    froms = [args for keyword, args in dockerfile_instructions() if keyword == "FROM"]
+    assert froms == ["${BASE_IMAGE}"]
+    base = re.search(r"^ARG BASE_IMAGE=(\S+)", text, re.M).group(1)
+    cuda = re.fullmatch(r"nvidia/cuda:(\d+)\.(\d+)\.\d+-base-ubuntu\d+\.\d+", base)
+    assert cuda, base
+    index = re.search(r"ARG TORCH_INDEX=(\S+)", text).group(1)
     assert index == f"https://download.pytorch.org/whl/cu{cuda.group(1)}{cuda.group(2)}"
+
+
+def test_the_image_pins_the_torch_release_ci_tests():
+    image = re.search(r"^ARG TORCH_VERSION=(\S+)", (REPO / "Dockerfile").read_text(), re.M).group(1)
+    ci = [call[0] for call in install_calls((REPO / ".ci" / "install.sh").read_text())]
+    assert ci == [f"torch=={image}"]
 
 
 def test_the_image_runs_the_lab_safely():
@@ -174,7 +185,23 @@ def test_install_script_reads_the_torch_requirement_from_pyproject(tmp_path):
     assert f"Requirement already satisfied: {spec} " in result.stdout
 
 
-@pytest.mark.parametrize("argv", [[], ["only-one"], ["a", "b", "c"], ["--fast", "a", "b"]])
+def test_install_script_checks_the_torch_release(tmp_path):
+    """--torch-version: the installed torch must be that release, whatever its build tag."""
+    from importlib.metadata import version
+
+    env = {**os.environ, "PYTHON": sys.executable}
+    installed = version("torch").split("+")[0]
+    ok = subprocess.run(["bash", INSTALL, "--torch-only", "--torch-version", installed, "torch", "lab"], cwd=REPO,
+                        env=env, capture_output=True, text=True, timeout=300)
+    assert ok.returncode == 0, ok.stderr
+    wrong = subprocess.run(["bash", INSTALL, "--torch-only", "--torch-version", "1.0.0", "torch", "lab"], cwd=REPO,
+                           env=env, capture_output=True, text=True, timeout=300)
+    assert wrong.returncode != 0
+    assert f"torch {version('torch')} is installed, not release 1.0.0" in wrong.stderr
+
+
+@pytest.mark.parametrize("argv", [[], ["only-one"], ["a", "b", "c"], ["--fast", "a", "b"],
+                                  ["--torch-version", "a", "b"], ["a", "b", "--torch-version"]])
 def test_install_script_usage(argv):
     result = subprocess.run(["bash", INSTALL, *argv], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 2

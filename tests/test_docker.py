@@ -25,7 +25,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPTS = ["build.sh", "run.sh", "run_no_cuda.sh", ".ci/docker-common.sh", ".ci/install-python-deps.sh", ".ci/install.sh", ".ci/run"]
+SCRIPTS = ["build.sh", "run.sh", "run_no_cuda.sh", ".ci/docker-common.sh", ".ci/install-python-deps.sh", ".ci/install.sh",
+           ".ci/run", ".ci/docker-shim/docker"]
 INSTALL = ".ci/install-python-deps.sh"
 
 
@@ -86,7 +87,7 @@ def test_scripts_are_clean_under_shellcheck():
 
 
 def test_scripts_are_strict_bash_and_executable():
-    for name in ["build.sh", "run.sh", "run_no_cuda.sh", INSTALL]:
+    for name in ["build.sh", "run.sh", "run_no_cuda.sh", INSTALL, ".ci/run", ".ci/install.sh", ".ci/docker-shim/docker"]:
         path = REPO / name
         assert os.access(path, os.X_OK), f"{name} is not executable"
         head = path.read_text().splitlines()[:20]

@@ -487,10 +487,16 @@ def test_the_image_command_and_healthcheck_work_together(tmp_path):
 
 
 def test_ci_runs_exactly_the_readme_test_command():
-    """README.md opens with the lab command and the test command; .ci/run runs the latter verbatim."""
+    """README.md opens with the lab command and the test command; .ci/run runs the latter verbatim,
+    as its last command, in a fresh clone of the repository in an empty temporary folder (nothing
+    beside it, as in anyone's clone)."""
     readme = (REPO / "README.md").read_text().splitlines()
     fence = readme.index("```bash")
     lab, test = (line.split("#")[0].strip() for line in readme[fence + 1 : fence + 3])
     assert lab == "./build.sh && ./run.sh" and (REPO / "build.sh").is_file()
-    ci_commands = [line for line in (REPO / ".ci/run").read_text().splitlines() if line and not line.startswith(("#", "set ", "cd "))]
-    assert ci_commands == [test]
+    ci = [line.strip() for line in (REPO / ".ci/run").read_text().splitlines()
+          if line.strip() and not line.lstrip().startswith("#")]
+    assert ci[-1] == test
+    assert ci[-2] == 'cd "$copy"'
+    assert any(re.fullmatch(r'copy=\$\(mktemp -d[^)]*\)/fomm-lab', line) for line in ci)
+    assert any(line.startswith('git clone') and line.endswith('"$repo" "$copy"') for line in ci)

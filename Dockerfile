@@ -56,12 +56,14 @@ WORKDIR /app
 # copied into the image. Unset, pip uses PyPI and the index above.
 ARG PIP_CONFIG_FILE
 
-# The same install as .ci/install.sh (one script, dependencies read from pyproject.toml). torch
-# alone first, before the package's files are copied, so that its large layer stays cached while
-# they change.
+# The same install as .ci/install.sh (one script, dependencies read from pyproject.toml), in three
+# layers that change ever more often, so that a rebuild redoes only what changed: torch (before any
+# of the package's files is copied), the dependencies (pyproject.toml alone), the package.
 COPY .ci/install-python-deps.sh .ci/
 RUN .ci/install-python-deps.sh --torch-only --torch-version "$TORCH_VERSION" "$TORCH_INDEX" lab
-COPY pyproject.toml README.md ./
+COPY pyproject.toml ./
+RUN .ci/install-python-deps.sh --deps-only --torch-version "$TORCH_VERSION" "$TORCH_INDEX" lab
+COPY README.md ./
 COPY fomm_lab/ fomm_lab/
 RUN .ci/install-python-deps.sh --torch-version "$TORCH_VERSION" "$TORCH_INDEX" lab \
     && rm -rf build fomm_lab.egg-info

@@ -107,6 +107,7 @@ def test_the_image_installs_what_ci_installs():
     docker_calls = install_calls("\n".join(runs))
     assert docker_calls and docker_calls[-1] == ["--torch-version", "$TORCH_VERSION", "$TORCH_INDEX", "lab"]
     assert all(call[-1] == "lab" and call[-4:-2] == ["--torch-version", "$TORCH_VERSION"] for call in docker_calls)
+    assert [call[0] for call in docker_calls] == ["--torch-only", "--deps-only", "--torch-version"]
 
     ci_texts = [p.read_text() for p in (REPO / ".ci").iterdir() if p.is_file() and p.name != Path(INSTALL).name]
     ci_calls = [call for text in ci_texts for call in install_calls(text)]
@@ -123,7 +124,7 @@ def test_the_image_installs_what_ci_installs():
     # The script names no package: everything but torch's source comes from pyproject.toml.
     script = (REPO / INSTALL).read_text()
     pip_lines = [line for line in script.splitlines() if "pip install" in line and not line.lstrip().startswith("#")]
-    assert len(pip_lines) == 2
+    assert len(pip_lines) == 3
     assert not re.search(r"pip install[^\n]*\b(numpy|jupyterlab|opencv|torch)\b", script)
 
 
@@ -187,6 +188,20 @@ def test_install_script_reads_the_torch_requirement_from_pyproject(tmp_path):
     spec = next(d for d in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
                 if d.startswith("torch"))
     assert f"Requirement already satisfied: {spec} " in result.stdout
+
+
+def test_install_script_deps_only_installs_what_pyproject_lists_but_not_the_package():
+    """--deps-only: the dependencies and the extras' (fomm-lab[lab] in "test" expanded), from
+    pyproject.toml alone; here all are installed already, so pip only confirms them."""
+    optional = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    env = {**os.environ, "PYTHON": sys.executable}
+    result = subprocess.run(["bash", "-x", INSTALL, "--deps-only", "torch", "test"], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    deps_call = shlex.split([line for line in result.stderr.splitlines() if "-m pip install" in line][-1])
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    expected = project["dependencies"] + optional["lab"] + [d for d in optional["test"] if not d.startswith("fomm-lab")]
+    assert sorted(deps_call[deps_call.index("--no-cache-dir") + 1:]) == sorted(expected)
 
 
 def test_install_script_checks_the_torch_release(tmp_path):

@@ -436,7 +436,7 @@ def test_a_signal_to_run_sh_reaches_docker(sig, fake_docker, tmp_path):
     env.update(PATH=f"{fake_docker}{os.pathsep}{os.environ['PATH']}", HOME=str(tmp_path / "home"),
                FAKE_DOCKER_LOG=str(log), FAKE_UID="1000", FAKE_GID="1000")
     proc = subprocess.Popen(["bash", str(REPO / "run.sh")], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         deadline = time.monotonic() + 30
         while not (tmp_path / "docker-args.txt.started").exists():
@@ -446,9 +446,11 @@ def test_a_signal_to_run_sh_reaches_docker(sig, fake_docker, tmp_path):
         assert proc.wait(timeout=10) == 42
         assert (tmp_path / "docker-args.txt.terminated").exists()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # the fake docker too, whatever happened
+        except ProcessLookupError:
+            pass
+        proc.wait()
 
 
 def test_scripts_without_docker(tmp_path):

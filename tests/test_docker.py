@@ -248,6 +248,7 @@ def fake_docker(tmp_path) -> Path:
         "esac\n"
         'printf "%s\\n" "$@" > "$FAKE_DOCKER_LOG"\n'
         'printf "%s\\n" "${JUPYTER_TOKEN:-}" > "$FAKE_DOCKER_LOG.token"\n'
+        'printf "%s\\n" "${BUILDAH_FORMAT:-}" > "$FAKE_DOCKER_LOG.buildah-format"\n'
         'if [[ -n ${FAKE_DOCKER_STDIN:-} ]]; then cat > "$FAKE_DOCKER_LOG.stdin"; fi\n'
         'exit "${FAKE_DOCKER_RC:-0}"\n')
     (bin_dir / "id").write_text(
@@ -262,7 +263,8 @@ def run_script(name: str, fake_docker: Path, tmp_path: Path, *args: str, stdin: 
                **env: str) -> tuple[subprocess.CompletedProcess, list[str], str]:
     """``name`` run by a normal user (uid 1000, whose image build.sh made) unless FAKE_UID says otherwise."""
     log = tmp_path / "docker-args.txt"
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("FOMM_LAB_", "JUPYTER_", "TORCH_INDEX"))}
+    full_env = {k: v for k, v in os.environ.items()
+                if not k.startswith(("FOMM_LAB_", "JUPYTER_", "TORCH_INDEX", "BUILDAH_FORMAT"))}
     full_env.update({"PATH": f"{fake_docker}{os.pathsep}{os.environ['PATH']}", "HOME": str(tmp_path / "home"),
                      "FAKE_DOCKER_LOG": str(log), "FAKE_UID": "1000", "FAKE_GID": "1000", **env})
     full_env.pop("XDG_CACHE_HOME", None)
@@ -343,6 +345,15 @@ def test_build_sh_builds_with_the_users_ids(caller, image_user, fake_docker, tmp
     assert sorted(option_values(argv, "--build-arg")) == sorted(
         [f"USER_UID={image_user[0]}", f"USER_GID={image_user[1]}", "TORCH_INDEX=https://example.invalid/whl/cu126"])
     assert option_values(argv, "--tag") == ["fomm-lab"]
+
+
+@pytest.mark.parametrize(("version", "buildah_format"), [("podman version 4.3.1", "docker"),
+                                                          ("Docker version 27.3.1, build ce12230", "")])
+def test_build_sh_keeps_the_healthcheck_with_podman(version, buildah_format, fake_docker, tmp_path):
+    """podman builds Docker-format images then (OCI images drop HEALTHCHECK); Docker is left alone."""
+    result, _, _ = run_script("build.sh", fake_docker, tmp_path, FAKE_DOCKER_VERSION=version)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "docker-args.txt.buildah-format").read_text().strip() == buildah_format
 
 
 def test_build_sh_passes_extra_arguments_on(fake_docker, tmp_path):

@@ -17,6 +17,11 @@ if [[ $uid -eq 0 ]]; then
     gid=1000
 fi
 
+# podman builds OCI images by default, which have no HEALTHCHECK; Docker-format ones keep it.
+if [[ $(docker_engine) == podman ]]; then
+    export BUILDAH_FORMAT=${BUILDAH_FORMAT:-docker}
+fi
+
 build_args=(--build-arg "USER_UID=$uid" --build-arg "USER_GID=$gid")
 if [[ -n ${TORCH_INDEX:-} ]]; then
     build_args+=(--build-arg "TORCH_INDEX=$TORCH_INDEX")

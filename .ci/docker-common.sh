@@ -15,6 +15,17 @@ require_docker() {
     fi
 }
 
+# "podman" when the docker command is podman (podman-docker, or a shim), else "docker".
+docker_engine() {
+    local version
+    version=$(docker --version 2>/dev/null || true)
+    if [[ ${version,,} == podman* ]]; then
+        echo podman
+    else
+        echo docker
+    fi
+}
+
 if ((BASH_VERSINFO[0] * 100 + BASH_VERSINFO[1] < 404)); then
     echo "$0: needs bash 4.4 or newer, this is $BASH_VERSION (macOS: brew install bash)" >&2
     exit 1

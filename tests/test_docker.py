@@ -137,7 +137,7 @@ def test_the_image_copies_what_the_install_needs():
     ignored = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
                if line.strip() and not line.startswith("#")]
     for needed in ["pyproject.toml", "README.md", INSTALL, "fomm_lab", "notebooks/demo.ipynb",
-                   "fomm_lab/configs/vox-256.yaml", "source_image_inputs"]:
+                   "fomm_lab/engine/configs/vox-256.yaml", "source_image_inputs"]:
         assert not any(fnmatch.fnmatch(needed, pattern) or needed.startswith(pattern.rstrip("/") + "/")
                        for pattern in ignored), f".dockerignore leaves {needed} out of the build context"
 

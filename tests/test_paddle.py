@@ -552,9 +552,6 @@ def _astronaut_png(path: Path) -> np.ndarray:
         return np.asarray(image.convert("RGB"))
 
 
-@pytest.mark.xfail(raises=TypeError, reason="fomm_lab/io/export.py:_gif_pass calls ffmpeg-python's run() with "
-                   "fomm_lab.io.ffmpeg's arguments (its local `import ffmpeg` shadows the module): the restructure's "
-                   "GIF export is broken for every model, not only 512")
 def test_512_model_gif_is_512_wide(tmp_path, paddle_dir, media_512):
     from PIL import Image
 

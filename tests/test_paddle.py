@@ -240,6 +240,22 @@ def test_reads_pdparams_and_maps_names(paddle_dir):
     assert checkpoint_format(paddle_dir / "paddle-vox-mobile.pdparams") == "pdparams"
 
 
+@pytest.mark.parametrize("protocol", [2, 4])
+def test_torch_files_are_told_from_pdparams_by_content(tmp_path, golden_dir, paddle_dir, protocol):
+    """A legacy torch file (any pickle protocol) named .pdparams is torch's to read; a .pdparams named
+    .pth.tar is read as PaddleGAN's."""
+    official = torch.load(golden_dir / "tiny-vox-cpk.pth.tar", weights_only=True)
+    legacy = tmp_path / "official.pdparams"
+    torch.save(official, legacy, _use_new_zipfile_serialization=False, pickle_protocol=protocol)
+    assert checkpoint_format(legacy) == "torch"
+    if protocol == 2:  # (torch's own weights-only reader takes legacy files of protocol 2 only)
+        assert torch.equal(read_checkpoint(legacy)["generator"]["final.weight"], official["generator"]["final.weight"])
+    renamed = tmp_path / "paddle.pth.tar"
+    renamed.write_bytes((paddle_dir / "paddle-tiny-vox.pdparams").read_bytes())
+    assert checkpoint_format(renamed) == "pdparams"
+    assert "down_blocks.0.norm.running_var" in read_checkpoint(renamed)["generator"]
+
+
 def test_tuple_layout_protocol_2_and_numpy_1_names_read_the_same(paddle_dir, tmp_path):
     """Paddle 2.1+'s (name, ndarray) tuples, a protocol-2 pickle, numpy 1.x's ``numpy.core`` module name,
     and an OrderedDict: the same weights either way."""
@@ -496,6 +512,30 @@ def test_models_command_lists_paddlegan_entries(tmp_path, capsys):
     lines = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines() if line.strip()}
     assert lines["vox-512"][1] == "512x512" and lines["vox-mobile"][1] == "256x256"
     assert lines["vox-512"][-1] == str(tmp_path / "vox-cpk-512.pdparams")
+
+
+def test_cli_animates_with_vox_mobile_from_the_cache(tmp_path, paddle_dir, capsys):
+    """``fomm-lab animate --config vox-mobile`` with the file in the cache (placed by hand: verified by its
+    structure on first use, then its sha256 recorded)."""
+    from fomm_lab.cli import main
+    from fomm_lab.io import probe_video
+    from fomm_lab.io.video import write_video
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "vox-mobile.pdparams").write_bytes((paddle_dir / "paddle-vox-mobile.pdparams").read_bytes())
+    gold = np.load(paddle_dir / "paddle-vox-mobile-golden.npz")
+    photo, clip, out = tmp_path / "photo.png", tmp_path / "driving.mp4", tmp_path / "out.mp4"
+    cv2.imwrite(str(photo), cv2.cvtColor(gold["source"], cv2.COLOR_RGB2BGR))
+    write_video(clip, list(gold["driving"]) * 2, fps=10, progress=False)
+    code = main(["animate", "--source", str(photo), "--driving", str(clip), "--config", "vox-mobile",
+                 "--cache-dir", str(cache), "--no-crop-source", "--no-crop-driving", "--no-audio",
+                 "--device", "cpu", "--dtype", "float32", "--output", str(out), "-q"])
+    assert code == 0, capsys.readouterr().err
+    assert "vox-mobile" in capsys.readouterr().out
+    info = probe_video(out)
+    assert (info.width, info.height) == (256, 256) and info.frame_count == 4
+    assert (cache / "vox-mobile.pdparams.sha256").is_file()
 
 
 # -- frame size everywhere (a 512 model end to end) ---------------------------------------------

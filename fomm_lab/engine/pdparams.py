@@ -43,8 +43,9 @@ __all__ = ["MAX_FILE_BYTES", "is_pdparams", "read_pdparams", "torch_state"]
 MAX_FILE_BYTES = 4 << 30
 """Largest .pdparams file read (PaddleGAN's biggest FOMM file is about 0.23 GB)."""
 
-_TORCH_LEGACY_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
-"""How a legacy (non-zip) torch file starts: a protocol-2 pickle of torch's magic number."""
+_TORCH_LEGACY_MAGIC = b"\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
+"""How a legacy (non-zip) torch file starts, after the protocol (and, from protocol 4, frame) header: a
+pickled LONG1 of torch's magic number 0x1950a86a20f9469cfc6c."""
 
 _BOOKKEEPING = "@@"
 """Paddle's own entries (``StructuredToParameterName@@``) end with this; they hold no weights."""
@@ -58,7 +59,7 @@ _NUMERIC_KINDS = "fiub"  # float, signed, unsigned, bool
 
 def is_pdparams(head: bytes) -> bool:
     """True when a file's first bytes are a protocol 2-5 pickle that is not a legacy torch checkpoint."""
-    return len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5 and not head.startswith(_TORCH_LEGACY_MAGIC)
+    return len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5 and _TORCH_LEGACY_MAGIC not in head[:32]
 
 
 class _Refused(Exception):

@@ -217,13 +217,15 @@ class _RunsCode:
 
 
 def _paddle_arrays(paddle_dir: Path, name: str = "paddle-vox-mobile") -> dict:
-    """A fixture's top-level dict as PaddleGAN saved it (read once with the safe reader's own rules)."""
+    """A fixture's networks as PaddleGAN saved them, {net: {Paddle name: ndarray}} (read once with the safe
+    reader's own unpickler)."""
     import io
 
     from fomm_lab.engine import pdparams
 
     raw = (paddle_dir / f"{name}.pdparams").read_bytes()
-    return pdparams._plain(pdparams._Unpickler(io.BytesIO(raw), pdparams._Budget(len(raw))).load())
+    data = pdparams._Unpickler(io.BytesIO(raw), pdparams._Budget(len(raw))).load()
+    return {net: {k: np.asarray(v) for k, v in data[net].items()} for net in ("generator", "kp_detector")}
 
 
 def test_reads_pdparams_and_maps_names(paddle_dir):

@@ -9,9 +9,9 @@ The pickle is read by a restricted unpickler. The only things it may name are nu
 reconstruction (``_reconstruct`` and ``scalar`` of ``numpy.core.multiarray`` or, numpy 2,
 ``numpy._core.multiarray``; ``numpy.ndarray``; ``numpy.dtype``), plain containers (``tuple``, ``list``,
 ``dict``, ``collections.OrderedDict``) and ``_codecs.encode`` of latin-1 text (how protocol 2 stores
-bytes). Anything else (``os.system``, ``builtins.eval``, a class with a
-``__reduce__`` ...) is refused when the pickle names it, before anything runs. Arrays may hold numbers
-only, and together no more bytes than the file has (a pickle cannot inflate one stored array into many).
+bytes). Anything else (``os.system``, ``builtins.eval``, a class with a ``__reduce__`` ...) is refused
+when the pickle names it, before anything runs. Arrays may hold numbers only, and together no more bytes
+than the file has (a pickle cannot inflate one stored array into many).
 
 Names are mapped to the torch networks' state dicts: BatchNorm ``_mean``/``_variance`` become
 ``running_mean``/``running_var`` and the ``num_batches_tracked`` counter that Paddle does not keep is
@@ -148,19 +148,6 @@ def _array_class(budget: _Budget) -> type[np.ndarray]:
     return _Array
 
 
-def _plain(value: Any) -> Any:
-    """The loaded structure with every array as a base-class, C-contiguous ndarray."""
-    if isinstance(value, np.ndarray):
-        return np.ascontiguousarray(np.asarray(value))
-    if isinstance(value, Mapping):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, tuple):
-        return tuple(_plain(item) for item in value)
-    if isinstance(value, list):
-        return [_plain(item) for item in value]
-    return value
-
-
 def _refusal(path: Path, refused: _Refused) -> CheckpointError:
     if refused.code:
         return CheckpointError(
@@ -199,7 +186,6 @@ def read_pdparams(path: str | Path) -> dict[str, Any]:
     if _SPLIT_ARRAYS in data:
         raise CheckpointError(f"{path} stores arrays split in slices (Paddle's format for arrays over 1 GB); "
                               "no First Order Motion Model weight is that large, so this is another model's file")
-    data = _plain(data)
     return {key: (torch_state(value, f"{path}: {key}") if key in ("generator", "kp_detector") else value)
             for key, value in data.items() if not str(key).endswith(_BOOKKEEPING)}
 
@@ -224,6 +210,7 @@ def torch_state(entries: Any, where: str) -> dict[str, torch.Tensor]:
         if not isinstance(value, np.ndarray):
             not_arrays.append(f"{key} ({type(value).__name__})")
             continue
+        value = np.ascontiguousarray(np.asarray(value))  # a plain, C-ordered ndarray
         if value.dtype.kind != "f":
             not_float.append(f"{key} ({value.dtype})")
             continue

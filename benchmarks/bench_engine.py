@@ -1,4 +1,5 @@
-"""Engine speed and memory at 256x256 with random vox-256 weights (no checkpoint download needed).
+"""Engine speed and memory with random weights of a shipped config (no checkpoint download needed):
+vox-256 by default, or --config vox-512 / vox-mobile-256 (PaddleGAN's) / any shipped config, at its frame size.
 
 Prints a table:
   (a) the paper demo's loop: every frame re-encodes the source, batch 1, whole clip kept in memory;
@@ -10,8 +11,12 @@ Prints a table:
 Targets on the 2-core CPU: (b) >= 1.5x (a) at max abs diff < 1e-4; (c) >= 3x (a) at PSNR >= 40 dB;
 RSS growth from 60 to 600 frames < 100 MB.
 
-usage: python benchmarks/bench_engine.py [--frames 12] [--rss 60 600] [--device cpu] [--threads N]
-                                      [--fast-dtype bfloat16|float16] [--batch-size N]
+Targets for PaddleGAN's models on the 2-core CPU: vox-mobile-256's live step (d) <= 40 ms in some mode at
+PSNR >= 40 dB; vox-512 at most 4.5x vox-256's time per frame (--baseline vox-256 prints the ratio of (b)).
+
+usage: python benchmarks/bench_engine.py [--config vox-256] [--baseline CONFIG] [--frames 12] [--rss 60 600]
+                                      [--device cpu] [--threads N] [--fast-dtype bfloat16|float16] [--batch-size N]
+vox-512 is 4x the work of vox-256: e.g. --config vox-512 --baseline vox-256 --frames 4 --rss 8 40.
 On a GPU: --device cuda --fast-dtype float16 --batch-size 32 --frames 256 (batched fps; (d) is the
 live single-frame latency).
 """
@@ -29,6 +34,7 @@ import torch
 from memory import peak_rss_mb
 
 from fomm_lab import Animator, load_model
+from fomm_lab.engine.config import resolve_config_path
 from fomm_lab.engine.motion import normalize_keypoints
 
 
@@ -71,9 +77,10 @@ def timed(fn, *args):
     return result, time.perf_counter() - start
 
 
-def rss_child(frames: int, dtype: str, device: str) -> None:
-    model = load_model("vox-256", device=device)
-    source, driving = clip(1)[0], clip(30)
+def rss_child(frames: int, dtype: str, device: str, config: str) -> None:
+    model = load_model(resolve_config_path(config), device=device)
+    side = model.frame_size.width
+    source, driving = clip(1, side)[0], clip(30, side)
     stream = (driving[i % len(driving)] for i in range(frames))
     for _ in Animator(model, dtype=dtype).animate(source, stream):
         pass
@@ -83,6 +90,9 @@ def rss_child(frames: int, dtype: str, device: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="vox-256", help="shipped config to time (random weights)")
+    parser.add_argument("--baseline", default=None, metavar="CONFIG",
+                        help="also time (b) on this config and print the per-frame ratio (e.g. vox-256 for vox-512)")
     parser.add_argument("--frames", type=int, default=12)
     parser.add_argument("--rss", type=int, nargs="*", default=[60, 600])
     parser.add_argument("--device", default="cpu")
@@ -94,12 +104,13 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.rss_child is not None:
-        rss_child(args.rss_child, args.fast_dtype, args.device)
+        rss_child(args.rss_child, args.fast_dtype, args.device, args.config)
         return
 
     torch.manual_seed(0)
-    model = load_model("vox-256", device=args.device)
-    source, driving = clip(1, seed=1)[0], clip(args.frames)
+    model = load_model(resolve_config_path(args.config), device=args.device)  # the yaml: random weights, no download
+    side = model.frame_size.width
+    source, driving = clip(1, side, seed=1)[0], clip(args.frames, side)
     n = len(driving)
     list(Animator(model).animate(source, driving[:2]))  # warm-up
     paper_loop(model, source, driving[:2])
@@ -136,15 +147,16 @@ def main() -> None:
         steps.append(time.perf_counter() - start)
     rows.append((f"(d) live step(), {args.fast_dtype}, compiled, batch 1", sum(steps), f"median {1000 * np.median(steps):.1f} ms", 0.0))
 
-    print(f"device {model.device}, torch {torch.__version__}, threads {torch.get_num_threads()}, {n} frames 256x256, "
-          f"batch size {args.batch_size} for (b) and (c)")
+    print(f"{args.config}: device {model.device}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
+          f"{n} frames {model.frame_size}, batch size {args.batch_size} for (b) and (c)")
     print(f"{'mode':44} {'ms/frame':>9} {'fps':>7} {'speed-up':>9}  {'accuracy':24} warm-up (2 frames)")
     for name, seconds, accuracy, warm in rows:
         print(f"{name:44} {1000 * seconds / n:9.1f} {n / seconds:7.2f} {t_a / seconds:8.2f}x  {accuracy:24} {warm:6.1f} s")
 
     peaks = {}
     for frames in args.rss:
-        cmd = [sys.executable, __file__, "--rss-child", str(frames), "--device", args.device, "--fast-dtype", args.fast_dtype]
+        cmd = [sys.executable, __file__, "--rss-child", str(frames), "--device", args.device, "--fast-dtype", args.fast_dtype,
+               "--config", args.config]
         if args.threads:
             cmd += ["--threads", str(args.threads)]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
@@ -153,6 +165,16 @@ def main() -> None:
     if len(peaks) >= 2:
         lo, hi = min(peaks), max(peaks)
         print(f"RSS growth {lo} -> {hi} frames: {peaks[hi] - peaks[lo]:+.1f} MB")
+    if args.baseline:
+        base = load_model(resolve_config_path(args.baseline), device=args.device)
+        base_side = base.frame_size.width
+        base_source, base_driving = clip(1, base_side, seed=1)[0], clip(args.frames, base_side)
+        animator = Animator(base, float_output=True, batch_size=args.batch_size)
+        list(animator.animate(base_source, base_driving[:2]))  # warm-up
+        _, base_seconds = timed(lambda: list(animator.animate(base_source, base_driving)))
+        ours = rows[1][1]
+        print(f"(b) per frame: {args.config} {1000 * ours / n:.1f} ms, {args.baseline} {1000 * base_seconds / n:.1f} ms: "
+              f"{ours / base_seconds:.2f}x")
 
 
 if __name__ == "__main__":

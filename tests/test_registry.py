@@ -15,7 +15,9 @@ FILES = {
     "vox": "vox-cpk.pth.tar", "vox-adv": "vox-adv-cpk.pth.tar", "taichi": "taichi-cpk.pth.tar",
     "taichi-adv": "taichi-adv-cpk.pth.tar", "bair": "bair-cpk.pth.tar", "mgif": "mgif-cpk.pth.tar",
     "fashion": "fashion.pth.tar", "nemo": "nemo-cpk.pth.tar",
+    "vox-512": "vox-cpk-512.pdparams", "vox-mobile": "vox-mobile.pdparams",
 }
+PADDLEGAN = "https://paddlegan.bj.bcebos.com/applications/first_order_model/"
 
 
 def test_entries_and_their_shipped_configs():
@@ -30,6 +32,8 @@ def test_entries_and_their_shipped_configs():
 
 def test_mirrors_in_order_of_preference():
     for info in MODELS.values():
+        if info.format == "pdparams":
+            continue  # PaddleGAN's files: test_paddlegan_entries
         first = info.mirrors[0]
         assert (first.kind, first.url) == (
             "direct",
@@ -50,6 +54,29 @@ def test_vox_adv_has_the_avatarify_copies_and_md5():
     assert all(i.md5 is None and i.sha256 is None for n, i in MODELS.items() if n != "vox-adv")
 
 
+def test_paddlegan_entries():
+    for name, config, filename in (("vox-512", "vox-512", "vox-cpk-512.pdparams"),
+                                   ("vox-mobile", "vox-mobile-256", "vox-mobile.pdparams")):
+        info = model_info(name)
+        assert (info.config, info.format, info.filenames) == (config, "pdparams", (filename,))
+        assert [(m.url, m.kind, m.format) for m in info.mirrors] == [(PADDLEGAN + filename, "direct", None)]
+
+
+def test_vox_has_paddlegans_conversion_as_its_last_automatic_mirror():
+    info = model_info("vox")
+    automatic = [m for m in info.mirrors if m.kind != "manual"]
+    assert (automatic[-1].url, automatic[-1].format) == (PADDLEGAN + "vox-cpk.pdparams", "pdparams")
+    assert info.filenames == ("vox-cpk.pth.tar", "vox-cpk.pdparams")
+    converted = info.file_entry("vox-cpk.pdparams")
+    assert [m.url for m in converted.mirrors] == [PADDLEGAN + "vox-cpk.pdparams"]
+    assert converted.mirrors[0].format is None and converted.md5 is None and converted.sha256 is None
+    assert info.file_entry("vox-cpk.pth.tar") is info
+    adv = model_info("vox-adv")  # a published md5 is of the torch file: never applied to another format's file
+    assert adv.file_entry(adv.filename).md5 and adv.filenames == ("vox-adv-cpk.pth.tar",)
+    with pytest.raises(ValueError, match="not one of the files"):
+        info.file_entry("vox-cpk.zip")
+
+
 def test_unknown_name_lists_known_names():
     with pytest.raises(DownloadError, match="Unknown checkpoint name 'voxx'.*vox, vox-adv, taichi"):
         model_info("voxx")
@@ -65,6 +92,9 @@ def test_mirror_from_url():
     assert drive == Mirror("https://drive.google.com/uc?export=download&id=ABC_123", "gdrive")
     assert Mirror.from_url("https://drive.google.com/open?id=XYZ").url.endswith("&id=XYZ")
     assert Mirror.from_url("http://10.0.0.5/w/vox.pth.tar") == Mirror("http://10.0.0.5/w/vox.pth.tar")
+    assert Mirror.from_url("http://10.0.0.5/w/vox-cpk.pdparams").format == "pdparams"
+    with pytest.raises(ValueError, match="mirror format 'onnx'"):
+        Mirror("https://x/y.onnx", format="onnx")
     with pytest.raises(ValueError, match="mirror kind 'ftp'"):
         Mirror("ftp://x", "ftp")
 

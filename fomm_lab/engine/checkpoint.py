@@ -1,9 +1,11 @@
-"""Reading official FOMM checkpoint files safely and loading them into the networks.
+"""Reading FOMM checkpoint files safely and loading them into the networks.
 
 Official files (``vox-cpk.pth.tar`` ...) are torch pickles (legacy or zip format) holding a dict
 with ``generator`` and ``kp_detector`` state dicts plus training state (``discriminator``,
 ``optimizer_*``, ``epoch``) that inference ignores. They are always read with
 ``torch.load(weights_only=True)``: a file that would run code when unpickled is refused.
+PaddleGAN's ``.pdparams`` files (plain pickles of numpy arrays) are told apart by their content, whatever
+their name, and read by :mod:`fomm_lab.engine.pdparams` with the same refusal of anything but arrays.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from torch import nn
 
 from ..errors import CheckpointError, shorten
 from ..io import sniff
+from . import pdparams
 
 REQUIRED_ENTRIES = ("generator", "kp_detector")
 _HINT = "download it again (`fomm-lab download NAME`) or check the path"
@@ -102,16 +105,27 @@ def code_refusal(path: Path, names: list[str]) -> CheckpointError:
                            "nothing was executed; FOMM checkpoints hold only tensors, so use one from a trusted source")
 
 
-def read_checkpoint(path: str | Path) -> dict:
-    """Load a checkpoint file's top-level dict without executing code (``torch.load(weights_only=True)``).
+def checkpoint_format(path: str | Path) -> str:
+    """``"pdparams"`` for PaddleGAN's pickles of numpy arrays, ``"torch"`` for everything else (torch's zip
+    and legacy formats, and files that are neither, which torch's reader then names as damaged)."""
+    return "pdparams" if pdparams.is_pdparams(sniff.read_head(path)) else "torch"
 
-    Returns the dict (entries such as ``generator`` and ``kp_detector`` are state dicts of tensors).
-    Raises CheckpointError saying what the file is when it is not a usable checkpoint.
+
+def read_checkpoint(path: str | Path) -> dict:
+    """Load a checkpoint file's top-level dict without executing code.
+
+    Torch files are read with ``torch.load(weights_only=True)``, PaddleGAN's ``.pdparams`` with
+    :func:`fomm_lab.engine.pdparams.read_pdparams` (names mapped to the torch networks'); the format is
+    told by the content, not the name. Returns the dict (entries such as ``generator`` and
+    ``kp_detector`` are state dicts of tensors). Raises CheckpointError saying what the file is when it is
+    not a usable checkpoint.
     """
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"checkpoint {path} does not exist; {_HINT}")
     _sniff(path)
+    if checkpoint_format(path) == "pdparams":
+        return _required_entries(path, pdparams.read_pdparams(path))
     if sniff.is_zip(sniff.read_head(path)):
         _check_zip_size(path)
     try:
@@ -128,6 +142,11 @@ def read_checkpoint(path: str | Path) -> dict:
                               details=[f"{type(exc).__name__}: {_first_line(exc)}"]) from exc
     if not isinstance(data, Mapping):
         raise CheckpointError(f"{path} holds a {type(data).__name__}, not a checkpoint dict; {_HINT}")
+    return _required_entries(path, data)
+
+
+def _required_entries(path: Path, data: Mapping) -> dict:
+    """``data`` as a dict, or CheckpointError when it lacks the networks' entries."""
     missing = [key for key in REQUIRED_ENTRIES if key not in data]
     if missing:
         raise CheckpointError(

@@ -4,7 +4,9 @@ The yaml files stay byte-compatible with the official ones (they ship as package
 ``fomm_lab/engine/configs``); only this module reads them. Official layout: ``model_params`` with
 ``common_params``, ``kp_detector_params``, ``generator_params`` (holding ``dense_motion_params``) and
 ``dataset_params.frame_shape``. PaddleGAN's layout: ``model.common_params`` and ``model.generator``
-with ``kp_detector_cfg`` and ``generator_cfg``, plus ``frame_size``; it also selects PaddleGAN's
+with ``kp_detector_cfg`` and ``generator_cfg``; the frame size is ``frame_size`` (fomm_lab's key: PaddleGAN
+passes it to its predictor as ``image_size``, 512 for ``vox-cpk-512``), else PaddleGAN's own
+``dataset.test.frame_shape`` / ``dataset.train.frame_shape``, else 256. It also selects PaddleGAN's
 inference semantics (:attr:`ModelConfig.paddle`).
 """
 
@@ -149,7 +151,7 @@ def _paddle(raw: dict, name: str, path: Path | None) -> ModelConfig:
         raise ConfigError(f"config {path} has no model.generator.generator_cfg.dense_motion_params")
     dense = dict(gen.pop("dense_motion_params"))
     dense.setdefault("mobile_net", bool(gen.get("mobile_net", False)))
-    side = raw.get("frame_size", 256)
+    side = _paddle_frame_size(raw, path)
     return ModelConfig(
         name=name, path=path,
         common=_params(CommonParams, model.get("common_params"), "model.common_params", path),
@@ -158,6 +160,29 @@ def _paddle(raw: dict, name: str, path: Path | None) -> ModelConfig:
                           dense_motion=_params(DenseMotionParams, dense,
                                                "model.generator.generator_cfg.dense_motion_params", path)),
         frame_size=Size(int(side), int(side)), paddle=True, raw=raw)
+
+
+def _paddle_frame_size(raw: dict, path: Path | None) -> int:
+    """The square frame side of a PaddleGAN-layout config (see the module's description)."""
+    side: Any = raw.get("frame_size")
+    where = "frame_size"
+    if side is None:
+        dataset = raw.get("dataset")
+        for split in ("test", "train"):
+            part = dataset.get(split) if isinstance(dataset, dict) else None
+            shape = part.get("frame_shape") if isinstance(part, dict) else None
+            if shape:
+                if not isinstance(shape, (list, tuple)) or len(shape) < 2 or shape[0] != shape[1]:
+                    raise ConfigError(f"config {path}: dataset.{split}.frame_shape {shape!r} is not a square "
+                                      "[side, side, 3] frame shape")
+                side, where = shape[0], f"dataset.{split}.frame_shape"
+                break
+    if side is None:
+        return 256
+    if isinstance(side, bool) or not isinstance(side, int) or side < 16:
+        raise ConfigError(f"config {path}: {where} must be a whole number of pixels, 16 or more (e.g. 256 or "
+                          f"512), got {side!r}")
+    return side
 
 
 def parse_config(raw: Any, name: str, path: Path | None = None) -> ModelConfig:

@@ -14,7 +14,7 @@ import torch
 from ..device import pick_device
 from ..errors import CheckpointError, Placeholder, Remedy, shorten
 from ..geometry import Size
-from .checkpoint import describe_mismatch, mismatch, non_finite, read_checkpoint, strip_prefix
+from .checkpoint import checkpoint_format, describe_mismatch, mismatch, non_finite, read_checkpoint, strip_prefix
 from .config import ModelConfig, available_configs, load_config
 from .nets import KPDetector, OcclusionAwareGenerator
 from .nets.fuse import fuse_for_inference
@@ -96,27 +96,44 @@ def _frozen_compile(fn: Callable) -> Callable:
     return call
 
 
+PADDLE_BORDER = 5
+"""Width in pixels of the frame where PaddleGAN's generator, in inference mode, blends the deformation to
+the identity (and, for its standard topology, forces the occlusion map to 1): its ``pad``."""
+
+
 def build_networks(config: ModelConfig,
                    device: str | torch.device = "cpu") -> tuple[KPDetector, OcclusionAwareGenerator]:
-    """Instantiate both networks from a config on ``device`` (random weights)."""
+    """Instantiate both networks from a config on ``device`` (random weights).
+
+    The topology (``mobile_net`` of each network) and, for PaddleGAN's configs (``config.paddle``),
+    PaddleGAN's inference semantics: ``grid_sample`` with ``align_corners=True`` and the border
+    treatment of its inference mode (:data:`PADDLE_BORDER`; occlusion forced to 1 there for the standard
+    topology only, as PaddleGAN does). Official configs get the official implementation's behaviour.
+    """
     common = dataclasses.asdict(config.common)
-    kp = {k: v for k, v in dataclasses.asdict(config.kp_detector).items() if k != "mobile_net"}
-    gen = {k: v for k, v in dataclasses.asdict(config.generator).items() if k not in ("mobile_net", "dense_motion")}
-    dense = {k: v for k, v in dataclasses.asdict(config.generator.dense_motion).items() if k != "mobile_net"}
+    kp = dataclasses.asdict(config.kp_detector)
+    gen = {k: v for k, v in dataclasses.asdict(config.generator).items() if k != "dense_motion"}
+    dense = dataclasses.asdict(config.generator.dense_motion)
+    paddle = config.paddle
     with torch.device(device):
         kp_detector = KPDetector(**kp, **common)
-        generator = OcclusionAwareGenerator(**gen, dense_motion_params=dense, **common)
+        generator = OcclusionAwareGenerator(**gen, dense_motion_params=dense, **common, align_corners=paddle,
+                                            border=PADDLE_BORDER if paddle else 0,
+                                            occlusion_border=paddle and not config.generator.mobile_net)
     return kp_detector, generator
 
 
-def fitting_configs(states: dict[str, dict]) -> list[str]:
-    """Shipped config names whose networks have exactly the keys and shapes of ``states``."""
+def fitting_configs(states: dict[str, dict], paddle: bool | None = None) -> list[str]:
+    """Shipped config names whose networks have exactly the keys and shapes of ``states``, sorted by name;
+    with ``paddle`` given, those whose :attr:`ModelConfig.paddle` equals it come first (a ``.pdparams``
+    file most likely wants one of PaddleGAN's configs)."""
     fits = []
     for name in available_configs():
-        networks = dict(zip(("kp_detector", "generator"), build_networks(load_config(name), device="meta")))
+        config = load_config(name)
+        networks = dict(zip(("kp_detector", "generator"), build_networks(config, device="meta")))
         if all(not any(mismatch(networks[k], states[k])) for k in networks):
-            fits.append(name)
-    return fits
+            fits.append((paddle is not None and config.paddle != paddle, name))
+    return [name for _, name in sorted(fits)]
 
 
 def load_weights(kp_detector: KPDetector, generator: OcclusionAwareGenerator, checkpoint: str | Path,
@@ -130,9 +147,10 @@ def load_weights(kp_detector: KPDetector, generator: OcclusionAwareGenerator, ch
         if any(diff):
             problems += describe_mismatch(name, *diff)
     if problems:
-        fits = fitting_configs(states)
+        pdparams = checkpoint_format(checkpoint) == "pdparams"
+        fits = fitting_configs(states, paddle=pdparams)  # PaddleGAN's configs first for a .pdparams file
         if fits:
-            best = "vox-256" if "vox-256" in fits else fits[0]
+            best = "vox-256" if "vox-256" in fits and not pdparams else fits[0]
             raise CheckpointError(f"checkpoint {checkpoint} does not fit config {config_label}",
                                   details=[f"shipped configs that fit this file: {', '.join(fits)}", *problems],
                                   remedies=[Remedy("use a config that fits it ({})", "model", best)])
@@ -158,10 +176,12 @@ def load_model(
 ) -> FommModel:
     """Build a FOMM model and load its weights.
 
-    config: a registry name (``"vox"``, ``"vox-adv"``, ``"taichi"`` ...: the checkpoint is found in the
+    config: a registry name (``"vox"``, ``"vox-adv"``, ``"vox-512"``, ``"vox-mobile"`` ...: the checkpoint is
+    found in the
     cache or downloaded and verified), a shipped config name (``"vox-256"``) or a yaml path.
-    checkpoint: a ``.pth.tar`` file; None with a registry name uses the registry; None with a config
-    name or path leaves random weights (for tests and benchmarks; a warning says so).
+    checkpoint: a ``.pth.tar`` file or PaddleGAN's ``.pdparams`` (told apart by content); None with a
+    registry name uses the registry; None with a config name or path leaves random weights (for tests and
+    benchmarks; a warning says so). The config decides the semantics (PaddleGAN's for its yaml layout).
     device: None picks cuda > mps > cpu.
     """
     from ..hub.registry import MODELS

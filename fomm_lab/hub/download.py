@@ -8,7 +8,9 @@ and the file is verified (published checksum or sha256 prefix, else the caller's
 before it is renamed into place. The sha256 of the verified bytes is written beside it
 (``<file>.sha256``, the format of ``sha256sum``) so later damage is noticed. A download that runs
 past :data:`DEADLINE_S` or slower than :data:`MIN_RATE` bytes/s for :data:`RATE_WINDOW_S` stops
-with an error naming the URL.
+with an error naming the URL. A mirror serving the weights in another format (PaddleGAN's ``.pdparams``
+copy of ``vox``) is tried after the file's own mirrors; its file is cached under its own name
+(``vox-cpk.pdparams``) and verified by its structure, and a cached copy of it is used like the file itself.
 """
 
 from __future__ import annotations
@@ -93,9 +95,10 @@ def ensure_checkpoint(name: str | RemoteFile, cache_dir: str | os.PathLike[str] 
     to place the file at by hand. ``progress=False`` hides the progress bar.
     """
     info = name if isinstance(name, RemoteFile) else model_info(name)
-    target = resolve_cache_dir(cache_dir, create=False) / info.filename
-    if _cached_is_usable(target, info, _verify_checkpoint):
-        return target
+    root = resolve_cache_dir(cache_dir, create=False)
+    for filename in info.filenames:  # its own file first, then another format's (PaddleGAN's .pdparams)
+        if _cached_is_usable(root / filename, info.file_entry(filename), _verify_checkpoint):
+            return root / filename
     target = resolve_cache_dir(cache_dir) / info.filename
     return fetch(info, target, progress=progress, verify=_verify_checkpoint)
 
@@ -105,12 +108,17 @@ def download_checkpoint(name: str, cache_dir: str | os.PathLike[str] | None = No
     """Like :func:`ensure_checkpoint`, optionally from another ``url`` and with another checksum.
 
     ``url`` replaces the registry's mirrors (Google Drive and Yandex Disk share links are
-    understood). ``sha256`` (64 hex digits) replaces the registry's checksums. A valid cached
-    file is kept as is; delete it to fetch it again.
+    understood; a ``.pdparams`` address is cached as PaddleGAN's format, under that ending, without the
+    registry's checksums of the torch file). ``sha256`` (64 hex digits) replaces the registry's checksums.
+    A valid cached file is kept as is; delete it to fetch it again.
     """
     info = model_info(name)
     if url:
-        info = dataclasses.replace(info, mirrors=(Mirror.from_url(url),))
+        mirror = Mirror.from_url(url)
+        filename = info.filename_for(mirror)
+        if filename != info.filename:  # another format: its own name, none of the registry's checksums
+            info = dataclasses.replace(info, filename=filename, md5=None, sha256=None, sha256_prefix=None, size=None)
+        info = dataclasses.replace(info, mirrors=(dataclasses.replace(mirror, format=None),))
     if sha256:
         if not re.fullmatch(r"[0-9a-fA-F]{64}", sha256):
             raise DownloadError(f"sha256 {sha256!r} is not a sha256 digest: expected 64 hexadecimal digits "
@@ -124,9 +132,9 @@ def cache_status(cache_dir: str | os.PathLike[str] | None = None) -> list[CacheE
     root = resolve_cache_dir(cache_dir, create=False)
     rows = []
     for info in MODELS.values():
-        path = root / info.filename
+        path = next((root / name for name in info.filenames if (root / name).is_file()), root / info.filename)
         cached = path.is_file()
-        rows.append(CacheEntry(info.name, info.filename, path, cached, path.stat().st_size if cached else None,
+        rows.append(CacheEntry(info.name, path.name, path, cached, path.stat().st_size if cached else None,
                                cached and _sidecar(path).is_file()))
     return rows
 
@@ -242,29 +250,44 @@ def _locked(target: Path) -> Iterator[None]:
 
 def fetch(info: RemoteFile, target: Path, progress: bool = True, verify: Verify | None = None) -> Path:
     """``target`` holding ``info``'s file: kept when already there and good, else downloaded from the first
-    mirror that delivers verified bytes (see the module's description). DownloadError when none does."""
+    mirror that delivers verified bytes (see the module's description). DownloadError when none does.
+
+    Mirrors serving the same weights in another format (:attr:`Mirror.format`) are tried after those of
+    the file itself, in their order; what they serve goes beside ``target`` under its own name
+    (:meth:`RemoteFile.filename_for`), and that path is returned."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(target):
-        if _cached_is_usable(target, info, verify):
-            return target  # another process finished it while we waited
-        part = target.with_name(target.name + ".part")
-        failures: list[str] = []
-        with requests.Session() as session:
-            session.headers.update({"User-Agent": "fomm-lab", "Accept-Encoding": "identity"})
-            session.max_redirects = 10
-            for mirror in info.mirrors:
-                if mirror.kind == "manual":
-                    continue
-                try:
-                    digest = _from_mirror(session, mirror, part, info, progress, verify)
-                except _MirrorFailed as exc:
-                    log.info("mirror %s failed: %s", mirror.url, exc)
-                    failures.append(f"  - {mirror.url}: {exc}")
-                    continue
-                os.replace(part, target)
-                _record_sha256(target, digest)
-                return target
+    failures: list[str] = []
+    for filename in info.filenames:
+        entry, path = info.file_entry(filename), target.with_name(filename)
+        with _locked(path):
+            if _cached_is_usable(path, entry, verify):
+                return path  # another process finished it while we waited
+            if _from_mirrors(entry, path, progress, verify, failures):
+                return path
     raise _failure(info, target, failures)
+
+
+def _from_mirrors(info: RemoteFile, target: Path, progress: bool, verify: Verify | None,
+                  failures: list[str]) -> bool:
+    """Try ``info``'s automatic mirrors in order until one delivers ``target``; each failure is added to
+    ``failures``. True when ``target`` now holds the verified file."""
+    part = target.with_name(target.name + ".part")
+    with requests.Session() as session:
+        session.headers.update({"User-Agent": "fomm-lab", "Accept-Encoding": "identity"})
+        session.max_redirects = 10
+        for mirror in info.mirrors:
+            if mirror.kind == "manual":
+                continue
+            try:
+                digest = _from_mirror(session, mirror, part, info, progress, verify)
+            except _MirrorFailed as exc:
+                log.info("mirror %s failed: %s", mirror.url, exc)
+                failures.append(f"  - {mirror.url}: {exc}")
+                continue
+            os.replace(part, target)
+            _record_sha256(target, digest)
+            return True
+    return False
 
 
 def _from_mirror(session: requests.Session, mirror: Mirror, part: Path, info: RemoteFile, progress: bool,
@@ -485,6 +508,9 @@ def _failure(info: RemoteFile, target: Path, failures: list[str]) -> DownloadErr
     if manual:
         details.append("in a web browser the file is at:")
         details += [f"  - {m.url}" + (f" ({m.note})" if m.note else "") for m in manual]
+    others = [name for name in info.filenames if name != info.filename]
+    if others:
+        details.append("or, converted to another format, at: " + ", ".join(str(target.with_name(n)) for n in others))
     unpack = " (do not unpack the .pth.tar)" if info.filename.endswith(".tar") else ""
     place = f"put the file, as it is{unpack}, at {target}"
     if info.config:  # a checkpoint: `fomm-lab download NAME --url URL` can fetch it from elsewhere

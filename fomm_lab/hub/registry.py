@@ -8,6 +8,7 @@ Each entry names the file, the shipped config it belongs to (checkpoints), where
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from ..errors import DownloadError
 
 __all__ = [
     "FACE_ALIGNMENT_WEIGHTS",
+    "FORMATS",
     "MODELS",
     "Mirror",
     "RemoteFile",
@@ -26,6 +28,11 @@ __all__ = [
     "cache_dir",
     "model_info",
 ]
+
+#: File formats a checkpoint mirror can serve, with the file name ending each is cached under.
+#: ``torch``: the official torch checkpoints (``.pth.tar``); ``pdparams``: PaddleGAN's pickles of numpy
+#: arrays. The loader tells them apart by content (:func:`fomm_lab.engine.checkpoint.read_checkpoint`).
+FORMATS = {"torch": ".pth.tar", "pdparams": ".pdparams"}
 
 #: Kinds of mirror. ``direct``: a plain HTTP(S) file URL. ``gdrive``: a Google Drive
 #: ``uc?export=download`` URL, which needs a confirmation step for large files. ``yandex``: a
@@ -38,6 +45,7 @@ YANDEX_API = "https://cloud-api.yandex.net/v1/disk/public/resources/download"
 _RELEASE = "https://github.com/graphemecluster/first-order-model-demo/releases/download/checkpoints/"
 _AUTHORS_GDRIVE = "https://drive.google.com/open?id=1PyQJmkdCsAkOYwUyaj_l-l0as-iLDgeH"
 _AUTHORS_YANDEX = "https://yadi.sk/d/lEw8uRm140L_eQ"
+_PADDLEGAN = "https://paddlegan.bj.bcebos.com/applications/first_order_model/"
 
 
 @dataclass(frozen=True)
@@ -46,19 +54,27 @@ class Mirror:
 
     ``url`` is what gets requested (for ``manual`` mirrors: the page to open in a browser),
     ``kind`` one of :data:`MIRROR_KINDS`, ``note`` a short human description for error messages.
+    ``format`` (a key of :data:`FORMATS`) says that the mirror serves the same weights in another format
+    than the entry's own file (PaddleGAN's ``.pdparams`` conversion of ``vox-cpk.pth.tar``): a different
+    file, cached under its own name (:meth:`RemoteFile.filename_for`) and verified by its structure, since
+    the entry's checksums are those of its own file. None: the entry's own file.
     """
 
     url: str
     kind: str = "direct"
     note: str = ""
+    format: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in MIRROR_KINDS:
             raise ValueError(f"mirror kind {self.kind!r} is not one of {MIRROR_KINDS}")
+        if self.format is not None and self.format not in FORMATS:
+            raise ValueError(f"mirror format {self.format!r} is not one of {tuple(FORMATS)}")
 
     @classmethod
     def from_url(cls, url: str) -> Mirror:
-        """Mirror for a user-given URL, recognising Google Drive and Yandex Disk share links."""
+        """Mirror for a user-given URL, recognising Google Drive and Yandex Disk share links, and a
+        ``.pdparams`` address as PaddleGAN's format."""
         host = urlparse(url).netloc.lower()
         if host in {"yadi.sk", "disk.yandex.ru", "disk.yandex.com"}:
             return yandex_mirror(url)
@@ -66,7 +82,7 @@ class Mirror:
             file_id = _gdrive_file_id(url)
             if file_id:
                 return gdrive_mirror(file_id)
-        return cls(url)
+        return cls(url, format="pdparams" if urlparse(url).path.lower().endswith(".pdparams") else None)
 
 
 def yandex_mirror(public_link: str, path: str | None = None, note: str = "") -> Mirror:
@@ -108,6 +124,41 @@ class RemoteFile:
     size: int | None = None
     description: str = ""
 
+    @property
+    def format(self) -> str:
+        """The format of the entry's own file: ``pdparams`` for a ``.pdparams`` name, else ``torch``."""
+        return "pdparams" if self.filename.endswith(FORMATS["pdparams"]) else "torch"
+
+    def filename_for(self, mirror: Mirror) -> str:
+        """The cache file name of what ``mirror`` serves: the entry's own name, or for a mirror of another
+        format the same stem with that format's ending (``vox-cpk.pth.tar`` -> ``vox-cpk.pdparams``)."""
+        if mirror.format is None or mirror.format == self.format:
+            return self.filename
+        stem = self.filename.removesuffix(FORMATS[self.format])
+        return stem + FORMATS[mirror.format]
+
+    @property
+    def filenames(self) -> tuple[str, ...]:
+        """The entry's own file name, then those of the other formats its mirrors serve."""
+        names = [self.filename]
+        for mirror in self.mirrors:
+            name = self.filename_for(mirror)
+            if name not in names:
+                names.append(name)
+        return tuple(names)
+
+    def file_entry(self, filename: str) -> RemoteFile:
+        """The entry for one of :attr:`filenames`: itself for its own file; for another format's file an
+        entry with that name, the mirrors serving it (as that file's own) and no checksums or size (those
+        are of the entry's own file)."""
+        if filename == self.filename:
+            return self
+        mirrors = tuple(dataclasses.replace(m, format=None) for m in self.mirrors if self.filename_for(m) == filename)
+        if not mirrors:
+            raise ValueError(f"{filename!r} is not one of the files of {self.name!r}: {self.filenames}")
+        return dataclasses.replace(self, filename=filename, mirrors=mirrors, md5=None, sha256=None,
+                                   sha256_prefix=None, size=None)
+
 
 def _official(name: str, filename: str, config: str, description: str, *extra: Mirror,
               md5: str | None = None) -> RemoteFile:
@@ -125,7 +176,9 @@ def _official(name: str, filename: str, config: str, description: str, *extra: M
 MODELS: dict[str, RemoteFile] = {
     info.name: info
     for info in (
-        _official("vox", "vox-cpk.pth.tar", "vox-256", "VoxCeleb talking faces (default for faces)"),
+        _official("vox", "vox-cpk.pth.tar", "vox-256", "VoxCeleb talking faces (default for faces)",
+                  Mirror(_PADDLEGAN + "vox-cpk.pdparams", note="PaddleGAN's conversion to .pdparams",
+                         format="pdparams")),
         _official(
             "vox-adv", "vox-adv-cpk.pth.tar", "vox-adv-256",
             "VoxCeleb talking faces, trained with an adversarial loss (used by Avatarify)",
@@ -144,8 +197,17 @@ MODELS: dict[str, RemoteFile] = {
         _official("mgif", "mgif-cpk.pth.tar", "mgif-256", "Moving-GIF cartoon animals"),
         _official("fashion", "fashion.pth.tar", "fashion-256", "Fashion videos (full-body models)"),
         _official("nemo", "nemo-cpk.pth.tar", "nemo-256", "UvA-NEMO smiling faces"),
+        RemoteFile("vox-512", "vox-cpk-512.pdparams", "vox-512",
+                   (Mirror(_PADDLEGAN + "vox-cpk-512.pdparams", note="PaddleGAN's release"),),
+                   description="VoxCeleb talking faces at 512x512 (PaddleGAN's weights)"),
+        RemoteFile("vox-mobile", "vox-mobile.pdparams", "vox-mobile-256",
+                   (Mirror(_PADDLEGAN + "vox-mobile.pdparams", note="PaddleGAN's release"),),
+                   description="VoxCeleb talking faces, PaddleGAN's 1.7 M-parameter mobile network (fast on CPUs)"),
     )
 }
+"""The checkpoints by name. PaddleGAN's files (``vox-512``, ``vox-mobile``, the ``.pdparams`` mirror of
+``vox``) have no published checksum or exact size; their sha256 is recorded on the first verified
+download."""
 
 
 _FAN = "https://www.adrianbulat.com/downloads/python-fan/"

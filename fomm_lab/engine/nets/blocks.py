@@ -30,14 +30,18 @@ class AntiAliasInterpolation2d(nn.Module):
     """Gaussian blur then nearest down-sampling by ``scale`` (anti-aliased resize).
 
     The Gaussian has sigma = (1/scale - 1)/2 and a square kernel of odd size 2*round(4*sigma)+1,
-    stored as the buffer ``weight`` of shape (channels, 1, k, k) (depthwise convolution).
+    stored as the buffer ``weight`` of shape (channels, 1, k, k) (depthwise convolution). PaddleGAN's
+    mobile networks (``mobile_net``) use a fixed 3x3 kernel with sigma 0.25 instead.
     Input (N, channels, H, W) -> output (N, channels, H*scale, W*scale).
     """
 
-    def __init__(self, channels: int, scale: float):
+    def __init__(self, channels: int, scale: float, mobile_net: bool = False):
         super().__init__()
-        sigma = (1 / scale - 1) / 2
-        size = 2 * round(sigma * 4) + 1
+        if mobile_net:
+            sigma, size = 0.25, 3
+        else:
+            sigma = (1 / scale - 1) / 2
+            size = 2 * round(sigma * 4) + 1
         self.ka = size // 2
         self.kb = self.ka - 1 if size % 2 == 0 else self.ka
         axis = torch.arange(size, dtype=torch.float32)
@@ -57,11 +61,12 @@ class AntiAliasInterpolation2d(nn.Module):
 
 
 class SameBlock2d(nn.Module):
-    """Convolution, batch norm, ReLU at constant resolution."""
+    """Convolution, batch norm, ReLU at constant resolution (the convolution has no bias in PaddleGAN's
+    mobile networks)."""
 
-    def __init__(self, in_features: int, out_features: int, kernel_size=3, padding=1):
+    def __init__(self, in_features: int, out_features: int, kernel_size=3, padding=1, bias: bool = True):
         super().__init__()
-        self.conv = nn.Conv2d(in_features, out_features, kernel_size=kernel_size, padding=padding)
+        self.conv = nn.Conv2d(in_features, out_features, kernel_size=kernel_size, padding=padding, bias=bias)
         self.norm = nn.BatchNorm2d(out_features, affine=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -114,12 +119,14 @@ def _width(block_expansion: int, max_features: int, level: int) -> int:
 
 
 class Encoder(nn.Module):
-    """Hourglass encoder: ``num_blocks`` DownBlock2d; returns the input and every block's output."""
+    """Hourglass encoder: ``num_blocks`` down blocks (``block``: DownBlock2d, or the mobile one); returns
+    the input and every block's output."""
 
-    def __init__(self, block_expansion: int, in_features: int, num_blocks: int, max_features: int):
+    def __init__(self, block_expansion: int, in_features: int, num_blocks: int, max_features: int,
+                 block: type[nn.Module] = DownBlock2d):
         super().__init__()
         self.down_blocks = nn.ModuleList(
-            DownBlock2d(
+            block(
                 in_features if i == 0 else _width(block_expansion, max_features, i),
                 _width(block_expansion, max_features, i + 1),
             )
@@ -134,15 +141,17 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """Hourglass decoder: UpBlock2d with skip connections (concatenated along channels)."""
+    """Hourglass decoder: up blocks (``block``: UpBlock2d, or the mobile one) with skip connections
+    (concatenated along channels)."""
 
-    def __init__(self, block_expansion: int, in_features: int, num_blocks: int, max_features: int):
+    def __init__(self, block_expansion: int, in_features: int, num_blocks: int, max_features: int,
+                 block: type[nn.Module] = UpBlock2d):
         super().__init__()
         blocks = []
         for i in reversed(range(num_blocks)):
             factor = 1 if i == num_blocks - 1 else 2
             blocks.append(
-                UpBlock2d(
+                block(
                     factor * _width(block_expansion, max_features, i + 1),
                     _width(block_expansion, max_features, i),
                 )
@@ -158,12 +167,16 @@ class Decoder(nn.Module):
 
 
 class Hourglass(nn.Module):
-    """U-Net style hourglass: (N, in_features, H, W) -> (N, block_expansion + in_features, H, W)."""
+    """U-Net style hourglass: (N, in_features, H, W) -> (N, block_expansion + in_features, H, W).
 
-    def __init__(self, block_expansion: int, in_features: int, num_blocks: int = 3, max_features: int = 256):
+    ``down_block`` / ``up_block``: the encoder's and decoder's block classes (the mobile networks pass
+    their depthwise-separable blocks, :mod:`fomm_lab.engine.nets.mobile`)."""
+
+    def __init__(self, block_expansion: int, in_features: int, num_blocks: int = 3, max_features: int = 256,
+                 down_block: type[nn.Module] = DownBlock2d, up_block: type[nn.Module] = UpBlock2d):
         super().__init__()
-        self.encoder = Encoder(block_expansion, in_features, num_blocks, max_features)
-        self.decoder = Decoder(block_expansion, in_features, num_blocks, max_features)
+        self.encoder = Encoder(block_expansion, in_features, num_blocks, max_features, down_block)
+        self.decoder = Decoder(block_expansion, in_features, num_blocks, max_features, up_block)
         self.out_filters = self.decoder.out_filters
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..keypoints import Keypoints
-from .blocks import AntiAliasInterpolation2d, Hourglass, coordinate_grid, gaussian_heatmaps
+from .blocks import AntiAliasInterpolation2d, DownBlock2d, Hourglass, UpBlock2d, coordinate_grid, gaussian_heatmaps
+from .mobile import MobileDownBlock2d, MobileUpBlock2d, conv_stack
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,12 @@ class DenseMotionNetwork(nn.Module):
     differences H_k = G(p_D,k) - G(p_S,k) (Eq. 6) and fed to an hourglass that predicts K+1 softmax
     masks M_k; the dense motion is sum_k M_k * motion_k (Eq. 7) and the occlusion map is a sigmoid
     head on the same features (Eq. 8).
+
+    ``mobile_net``: PaddleGAN's mobile topology (:mod:`.mobile`): depthwise-separable hourglass blocks,
+    mask and occlusion heads of three 3x3 convolutions with ReLUs between, the 3x3 anti-alias kernel.
+    ``align_corners``: how the source is sampled at the sparse motions; PaddleGAN samples with
+    ``align_corners=True`` (grid -1 and 1 at the centres of the corner pixels), the official
+    implementation with False (at the outer edges of the corner pixels).
     """
 
     def __init__(
@@ -47,6 +54,8 @@ class DenseMotionNetwork(nn.Module):
         estimate_occlusion_map: bool = False,
         scale_factor: float = 1,
         kp_variance: float = 0.01,
+        mobile_net: bool = False,
+        align_corners: bool = False,
     ):
         super().__init__()
         self.hourglass = Hourglass(
@@ -54,17 +63,24 @@ class DenseMotionNetwork(nn.Module):
             in_features=(num_kp + 1) * (num_channels + 1),
             max_features=max_features,
             num_blocks=num_blocks,
+            down_block=MobileDownBlock2d if mobile_net else DownBlock2d,
+            up_block=MobileUpBlock2d if mobile_net else UpBlock2d,
         )
-        self.mask = nn.Conv2d(self.hourglass.out_filters, num_kp + 1, kernel_size=(7, 7), padding=(3, 3))
-        if estimate_occlusion_map:
-            self.occlusion = nn.Conv2d(self.hourglass.out_filters, 1, kernel_size=(7, 7), padding=(3, 3))
-        else:
-            self.occlusion = None
+        features = self.hourglass.out_filters
+
+        def head(out_channels: int) -> nn.Module:
+            if mobile_net:
+                return conv_stack(features, out_channels, padding=1, relu=True)
+            return nn.Conv2d(features, out_channels, kernel_size=(7, 7), padding=(3, 3))
+
+        self.mask = head(num_kp + 1)
+        self.occlusion = head(1) if estimate_occlusion_map else None
         self.num_kp = num_kp
         self.scale_factor = scale_factor
         self.kp_variance = kp_variance
+        self.align_corners = align_corners
         if scale_factor != 1:
-            self.down = AntiAliasInterpolation2d(num_channels, scale_factor)
+            self.down = AntiAliasInterpolation2d(num_channels, scale_factor, mobile_net=mobile_net)
 
     def prepare(self, source_image: torch.Tensor, kp_source: Keypoints) -> SourceMotionCache:
         """Source-side work: (1, C, H, W) image and its keypoints -> :class:`SourceMotionCache`."""
@@ -97,7 +113,7 @@ class DenseMotionNetwork(nn.Module):
 
         motions = self.sparse_motions(kp_driving, cache.keypoints, h, w)  # (N, K+1, h, w, 2)
         repeated = image.unsqueeze(1).expand(n, k1, c, h, w).reshape(n * k1, c, h, w)
-        deformed = F.grid_sample(repeated, motions.reshape(n * k1, h, w, 2), align_corners=False)
+        deformed = F.grid_sample(repeated, motions.reshape(n * k1, h, w, 2), align_corners=self.align_corners)
         deformed = deformed.view(n, k1, c, h, w)
 
         features = self.hourglass(torch.cat([heat, deformed], dim=2).view(n, -1, h, w))

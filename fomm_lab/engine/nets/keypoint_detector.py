@@ -7,7 +7,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..keypoints import Keypoints
-from .blocks import AntiAliasInterpolation2d, Hourglass, coordinate_grid
+from .blocks import AntiAliasInterpolation2d, DownBlock2d, Hourglass, UpBlock2d, coordinate_grid
+from .mobile import MobileDownBlock2d, MobileUpBlock2d, conv_stack
 
 
 class KPDetector(nn.Module):
@@ -18,6 +19,9 @@ class KPDetector(nn.Module):
     keypoint (x, y) in [-1, 1]. The jacobian head predicts 4 channels per jacobian map; each
     keypoint's jacobian is the heatmap-weighted sum of its map (one shared map when
     ``single_jacobian_map``).
+
+    ``mobile_net``: PaddleGAN's mobile topology (:mod:`.mobile`): depthwise-separable hourglass blocks,
+    each 7x7 head replaced by three linear 3x3 convolutions, the 3x3 anti-alias kernel.
 
     Input (N, num_channels, H, W) in [0, 1] -> Keypoints(value (N, K, 2), jacobian (N, K, 2, 2)).
     """
@@ -34,25 +38,34 @@ class KPDetector(nn.Module):
         scale_factor: float = 1,
         single_jacobian_map: bool = False,
         pad: int = 0,
+        mobile_net: bool = False,
     ):
         super().__init__()
-        self.predictor = Hourglass(block_expansion, num_channels, num_blocks, max_features)
-        self.kp = nn.Conv2d(self.predictor.out_filters, num_kp, kernel_size=(7, 7), padding=pad)
+        blocks = (MobileDownBlock2d, MobileUpBlock2d) if mobile_net else (DownBlock2d, UpBlock2d)
+        self.predictor = Hourglass(block_expansion, num_channels, num_blocks, max_features, *blocks)
+        features = self.predictor.out_filters
+
+        def head(out_channels: int) -> nn.Module:
+            if mobile_net:
+                return conv_stack(features, out_channels, padding=pad, relu=False)
+            return nn.Conv2d(features, out_channels, kernel_size=(7, 7), padding=pad)
+
+        self.kp = head(num_kp)
         if estimate_jacobian:
             self.num_jacobian_maps = 1 if single_jacobian_map else num_kp
-            self.jacobian = nn.Conv2d(
-                self.predictor.out_filters, 4 * self.num_jacobian_maps, kernel_size=(7, 7), padding=pad
-            )
+            self.jacobian = head(4 * self.num_jacobian_maps)
             # Identity jacobians at initialisation (only matters for untrained weights).
-            self.jacobian.weight.data.zero_()
+            convs = [m for m in self.jacobian.modules() if isinstance(m, nn.Conv2d)]
+            for conv in convs:
+                conv.weight.data.zero_()
             identity = torch.tensor([1, 0, 0, 1], dtype=torch.float32)
-            self.jacobian.bias.data.copy_(identity.repeat(self.num_jacobian_maps))
+            convs[-1].bias.data.copy_(identity.repeat(self.num_jacobian_maps))
         else:
             self.jacobian = None
         self.temperature = temperature
         self.scale_factor = scale_factor
         if scale_factor != 1:
-            self.down = AntiAliasInterpolation2d(num_channels, scale_factor)
+            self.down = AntiAliasInterpolation2d(num_channels, scale_factor, mobile_net=mobile_net)
 
     def forward(self, x: torch.Tensor) -> Keypoints:
         if self.scale_factor != 1:

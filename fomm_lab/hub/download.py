@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import fcntl
 import hashlib
+import itertools
 import logging
 import os
 import re
@@ -370,15 +371,15 @@ def _write_stream(resp: requests.Response, part: Path, have: int, total: int | N
     deadline and the minimum rate."""
     from tqdm.auto import tqdm
 
+    chunks = _chunks(resp)
+    head = [next(chunks, b"")] if have == 0 else []
+    if head and sniff.is_html(head[0]):
+        raise _MirrorFailed(_HTML_PAGE)  # before the part file is touched
     with open(part, "ab" if have else "wb") as f, tqdm(
         total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024, desc=desc, disable=not progress,
     ) as bar:
-        window_start, window_bytes, first = time.monotonic(), 0, have == 0
-        for chunk in _chunks(resp):
-            if first:
-                if sniff.is_html(chunk):
-                    raise _MirrorFailed(_HTML_PAGE)
-                first = False
+        window_start, window_bytes = time.monotonic(), 0
+        for chunk in itertools.chain(head, chunks):
             f.write(chunk)
             bar.update(len(chunk))
             now = time.monotonic()

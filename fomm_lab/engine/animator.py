@@ -100,6 +100,7 @@ class Animator:
             from .openvino_backend import openvino_networks
 
             self._nets = openvino_networks(model, dtype=self.dtype)
+            self.dtype = self._nets.dtype  # float32 where the CPU has no native reduced precision
         else:
             self._nets = model.inference_networks(dtype=self.dtype, compile=compile)
         self._compiled = compile

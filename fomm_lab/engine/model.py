@@ -49,8 +49,9 @@ class FommModel:
         """The frame size the model was trained on; every input is brought to it."""
         return self.config.frame_size
 
-    def _fused_float32(self) -> tuple[KPDetector, OcclusionAwareGenerator]:
-        """The float32 inference-form networks: the model's own when ``fused``, else a fused copy (made once)."""
+    def float32_networks(self) -> tuple[KPDetector, OcclusionAwareGenerator]:
+        """The float32 networks in their inference form: the model's own when ``fused``, else a fused copy (made
+        once). Same inputs and outputs as the checkpoint's networks (up to float rounding)."""
         if self.fused:
             return self.kp_detector, self.generator
         if "float32-modules" not in self._inference:
@@ -73,7 +74,7 @@ class FommModel:
         key = (dtype, compile)
         if key in self._inference:
             return self._inference[key]
-        kp_detector, generator = self._reduced(dtype) if dtype != torch.float32 else self._fused_float32()
+        kp_detector, generator = self._reduced(dtype) if dtype != torch.float32 else self.float32_networks()
         if dtype == torch.float32 and self.device.type == "cpu":
             enable_winograd(kp_detector)
             enable_winograd(generator)
@@ -92,11 +93,17 @@ class FommModel:
         self._inference[key] = networks
         return networks
 
+    def variant(self, key: object, build: Callable[[], InferenceNetworks]) -> InferenceNetworks:
+        """The inference networks cached under ``key`` (another backend's), built by ``build`` the first time."""
+        if key not in self._inference:
+            self._inference[key] = build()
+        return self._inference[key]
+
     def _reduced(self, dtype: torch.dtype) -> tuple[KPDetector, OcclusionAwareGenerator]:
         """The fused networks with weights in ``dtype`` (channels-last), one copy per dtype."""
         name = f"{dtype}-modules"
         if name not in self._inference:
-            kp_detector, generator = self._fused_float32()
+            kp_detector, generator = self.float32_networks()
             if dtype == torch.bfloat16:
                 kp_detector = cast(KPDetector, converted_copy(kp_detector, dtype))
             self._inference[name] = (kp_detector, cast(OcclusionAwareGenerator, converted_copy(generator, dtype)))

@@ -235,10 +235,17 @@ class PooledJacobianHead(nn.Module):
         self.weight = nn.Parameter(conv.weight.detach().float().reshape(maps, 4, -1).clone(), requires_grad=False)
         self.bias = nn.Parameter(conv.bias.detach().float().reshape(maps, 4).clone(), requires_grad=False)
         self.padding = tuple(conv.padding)
+        self.kernel_size = tuple(conv.kernel_size)
 
     def forward(self, features: torch.Tensor, heatmap: torch.Tensor) -> torch.Tensor:
         n, c = features.shape[:2]
         k, h, w = heatmap.shape[1:]
+        if plain_ops():  # the batch-grouped correlation does not export with a dynamic batch: the original order
+            maps = self.weight.shape[0]
+            weight = self.weight.to(features.dtype).reshape(maps * 4, c, *self.kernel_size)
+            conv = F.conv2d(features, weight, self.bias.to(features.dtype).reshape(-1), padding=self.padding)
+            dense = conv.float().view(n, maps, 4, h, w).expand(n, k, 4, h, w)
+            return torch.einsum("nkhw,nkchw->nkc", heatmap, dense)
         with torch.autocast(features.device.type, enabled=False):
             f = features.float().transpose(0, 1)  # (C, N, h0, w0): the batch is the group
             pooled = F.conv2d(f, heatmap.float().reshape(n * k, 1, h, w), padding=self.padding, groups=n)

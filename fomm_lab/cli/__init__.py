@@ -32,6 +32,8 @@ _FLAGS = {
     "motion.best_frame": lambda v: f"--best-frame {v}",
     "runtime.device": lambda v: f"--device {v}",
     "runtime.dtype": lambda v: f"--dtype {v}",
+    "runtime.backend": lambda v: f"--backend {v}",
+    "runtime.compile": lambda v: "--compile" if v else "without --compile",
     "model": lambda v: f"--config {v}",
     "download.url": lambda v: f"`fomm-lab download {v} --url URL`",
     "lab.allow_root": lambda v: "--allow-root",

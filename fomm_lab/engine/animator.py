@@ -12,15 +12,13 @@ import torch
 
 from ..device import resolve_dtype
 from ..errors import FommLabError, InferenceError, Remedy
+from .backends import BACKENDS
 from .frames import frames_to_tensor, tensor_to_frames
 from .keypoints import Keypoints
 from .model import FommModel
 from .motion import movement_scale, normalize_keypoints
 from .nets import SourceMotionCache
 from .smoothing import KeypointFilter
-
-BACKENDS = ("torch", "openvino")
-"""Where the networks run: PyTorch, or OpenVINO on their ONNX graphs."""
 
 
 def check_finite(keypoints: Keypoints, what: str) -> Keypoints:

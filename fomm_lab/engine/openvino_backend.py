@@ -14,7 +14,6 @@ The graphs are exported and compiled once per model and precision, and shared by
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import logging
 import tempfile
 import warnings
@@ -25,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from ..errors import FommLabError, Remedy
+from ..errors import FommLabError
+from .backends import missing_openvino
 from .keypoints import Keypoints
 from .onnx import GRAPHS, ExportedModel, export_onnx, flatten, read_manifest
 
@@ -42,14 +42,7 @@ def require_openvino() -> Any:
     try:
         return importlib.import_module("openvino")
     except ImportError as exc:
-        raise FommLabError("the OpenVINO backend needs the openvino package, which is not installed: "
-                           "pip install 'fomm-lab[openvino]'",
-                           remedies=[Remedy("or use the PyTorch backend ({})", "runtime.backend", "torch")]) from exc
-
-
-def openvino_installed() -> bool:
-    """True when ``openvino`` can be imported (checked without importing it)."""
-    return importlib.util.find_spec("openvino") is not None
+        raise missing_openvino() from exc
 
 
 def native_precisions(core: Any) -> set[torch.dtype]:

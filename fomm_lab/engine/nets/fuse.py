@@ -176,7 +176,7 @@ class SubpixelUpBlock(nn.Module):
         n, _, h, w = x.shape
         c = self.out_channels
         phases = F.relu(self.conv(x), inplace=True)  # (N, 4C, H+1, W+1): phase (a, b) at offset (a, b)
-        if plain_ops():
+        if plain_ops() or torch.compiler.is_compiling():  # standard operators (the compiler fuses them itself)
             picked = [phases[:, k * c : (k + 1) * c, k // 2 : k // 2 + h, k % 2 : k % 2 + w] for k in range(4)]
             return F.pixel_shuffle(torch.stack(picked, dim=2).reshape(n, 4 * c, h, w), 2)
         # out[n, o, 2i + a, 2j + b] = phases[n, (2a + b) C + o, i + a, j + b]: one strided view, one copy

@@ -38,6 +38,7 @@ from fomm_lab.engine.nets.fuse import (
     FusedConv,
     FusedResBlock,
     FusedSameBlock,
+    FusedUpBlock,
     PooledJacobianHead,
     StridedBlur,
     SubpixelUpBlock,
@@ -119,13 +120,15 @@ def test_fused_conv_uses_winograd_only_where_it_pays():
 
 
 @pytest.mark.parametrize("block", [SameBlock2d(6, 10), DownBlock2d(6, 10), ResBlock2d(10), UpBlock2d(10, 7),
-                                   SameBlock2d(3, 8, kernel_size=(7, 7), padding=(3, 3))])
+                                   UpBlock2d(300, 240), SameBlock2d(3, 8, kernel_size=(7, 7), padding=(3, 3))])
 @pytest.mark.parametrize("winograd", [False, True])
 def test_fused_block_equals_block(block, winograd):
     block = block.eval()
     _randomise_norms(block)
     fused = fuse_for_inference(torch.nn.Sequential(block).eval())[0]
-    assert type(fused) in (FusedSameBlock, FusedResBlock, SubpixelUpBlock)
+    assert type(fused) in (FusedSameBlock, FusedResBlock, SubpixelUpBlock, FusedUpBlock)
+    if isinstance(block, UpBlock2d):  # sub-pixel unless wide (its kernels would take 16/9 of the memory)
+        assert isinstance(fused, SubpixelUpBlock) == (block.conv.in_channels < 100)
     if winograd:
         enable_winograd(fused)
     x = torch.randn(2, block.conv.in_channels if hasattr(block, "conv") else 10, 48, 40)

@@ -9,6 +9,7 @@
   one 2x2 convolution with 4x the output channels and padding 1, whose (H+1, W+1) output holds phase
   (a, b) at offset (a, b); one strided copy interleaves the phases (a pixel shuffle). 16 instead of 36
   multiply-adds per input pixel and channel pair, and the 4x larger up-sampled tensor is never built.
+  Wide up-blocks on tiny maps keep up-sampling + the folded convolution (same memory as their weights).
 * The anti-aliased down-scaling (Gaussian blur, then nearest sampling every 1/scale pixels) as one
   depthwise convolution with stride 1/scale and zero padding: the blur is evaluated only where it is
   sampled (16x fewer operations at scale 1/4; the same sums, so the same values).
@@ -42,9 +43,10 @@ of the hourglasses run at 8x8 or less, where Winograd does not pay, and would co
 WINOGRAD_MIN_PIXELS = 32 * 32
 """Winograd only on outputs of at least this many pixels (below, the tile transforms cost more than they save)."""
 
-WINOGRAD_MAX_PIXELS_2X2 = 96 * 96
-"""... and, for the 2x2 phase kernels of the up-blocks, at most this many (on larger maps the transforms of
-F(3x3, 2x2) cost as much as they save; measured on AVX2)."""
+WINOGRAD_MAX_PIXELS = 96 * 96
+"""... and at most this many: the per-frame maps are 64x64 (vox-256); on larger ones (the generator's encoder,
+once per source) the transformed tiles would take hundreds of MB, and for the 2x2 phase kernels of the
+up-blocks the transforms of F(3x3, 2x2) cost as much as they save there (measured on AVX2)."""
 
 
 def plain_ops() -> bool:
@@ -104,7 +106,7 @@ class FusedConv(nn.Module):
             return False
         pad = self.padding if isinstance(self.padding, int) else 0
         pixels = (x.shape[2] + 2 * pad - plan.r + 1) * (x.shape[3] + 2 * pad - plan.r + 1)
-        return pixels >= WINOGRAD_MIN_PIXELS and (plan.r == 3 or pixels <= WINOGRAD_MAX_PIXELS_2X2)
+        return WINOGRAD_MIN_PIXELS <= pixels <= WINOGRAD_MAX_PIXELS
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._use_winograd(x):
@@ -189,6 +191,34 @@ class SubpixelUpBlock(nn.Module):
         return out
 
 
+class FusedUpBlock(nn.Module):
+    """UpBlock2d with its batch norm folded: relu(conv'(nearest_x2(x))), (N, Cin, H, W) -> (N, Cout, 2H, 2W).
+
+    The form kept for wide up-blocks (:data:`SUBPIXEL_MAX_KERNEL_ELEMENTS`): their sub-pixel kernels would take
+    16/9 of the weights' memory, and they run on maps of a few pixels, where sub-pixel saves little."""
+
+    def __init__(self, block: UpBlock2d):
+        super().__init__()
+        self.conv = fold_batchnorm(block.conv, block.norm)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.conv(F.interpolate(x, scale_factor=2)), inplace=True)
+
+
+SUBPIXEL_MAX_KERNEL_ELEMENTS = 1_100_000
+"""Up-blocks whose sub-pixel kernels (4 Cout x Cin x 2 x 2) would exceed this many weights stay up-sample +
+convolution (:class:`FusedUpBlock`): on vox-256 the five widest blocks of the hourglasses' decoders (2x2 to
+8x8 inputs) would take 88 MB more for ~2% of the frame time."""
+
+
+def fused_up_block(block: UpBlock2d) -> nn.Module:
+    """The inference form of an UpBlock2d: sub-pixel (:class:`SubpixelUpBlock`) unless it is wide."""
+    cout, cin = block.conv.weight.shape[:2]
+    if 16 * cout * cin > SUBPIXEL_MAX_KERNEL_ELEMENTS or tuple(block.conv.kernel_size) != (3, 3):
+        return FusedUpBlock(block)
+    return SubpixelUpBlock(block)
+
+
 def _interleaved_strides(out: torch.Tensor) -> tuple[int, ...]:
     """Strides of ``out`` (N, C, 2H, 2W) seen as (N, C, H, 2, W, 2)."""
     s0, s1, s2, s3 = out.stride()
@@ -255,7 +285,7 @@ class PooledJacobianHead(nn.Module):
 
 
 _REWRITES = {
-    SameBlock2d: FusedSameBlock, DownBlock2d: FusedSameBlock, UpBlock2d: SubpixelUpBlock, ResBlock2d: FusedResBlock,
+    SameBlock2d: FusedSameBlock, DownBlock2d: FusedSameBlock, UpBlock2d: fused_up_block, ResBlock2d: FusedResBlock,
 }
 
 

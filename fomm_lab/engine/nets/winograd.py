@@ -76,9 +76,13 @@ class WinogradPlan:
         self.m = m or TILE_FOR_KERNEL[r]
         self.n = self.m + r - 1
         at, g, bt = (torch.from_numpy(a) for a in winograd_matrices(self.m, r))
-        u = torch.einsum("ai,ocij,bj->aboc", g, weight.detach().to(torch.float64).cpu(), g)
         device = weight.device
-        self.kernels = u.reshape(self.n * self.n, cout, cin).to(torch.float32).contiguous().to(device)
+        self.kernels = torch.empty(self.n * self.n, cout, cin, dtype=torch.float32)
+        for start in range(0, cout, 16):  # in float64, a few output channels at a time (small temporaries)
+            chunk = weight[start : start + 16].detach().to(torch.float64).cpu()
+            u = torch.einsum("ai,ocij,bj->aboc", g, chunk, g)
+            self.kernels[:, start : start + 16] = u.reshape(self.n * self.n, -1, cin)
+        self.kernels = self.kernels.to(device)
         self.input_transform = torch.kron(bt, bt).to(torch.float32).to(device)
         self.output_transform = torch.kron(at, at).to(torch.float32).to(device)
 

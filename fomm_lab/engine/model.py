@@ -78,7 +78,7 @@ class FommModel:
         if dtype == torch.float32 and self.device.type == "cpu":
             enable_winograd(kp_detector)
             enable_winograd(generator)
-        wrap = _compiled if compile else (lambda fn: fn)
+        wrap = (lambda fn: _compiled(fn, freeze=dtype != torch.float32)) if compile else (lambda fn: fn)
         dense_motion = generator.dense_motion_network
         networks = InferenceNetworks(
             kp_detector=wrap(kp_detector),
@@ -154,12 +154,23 @@ class InferenceNetworks:
     backend: str = "torch"
 
 
-def _compiled(fn: Callable) -> Callable:
+def _compiled(fn: Callable, *, freeze: bool) -> Callable:
     """torch.compile ``fn`` for fixed shapes.
 
-    Without inductor's weight freezing: freezing folds every weight into a second, constant copy (+228 MB on
-    vox-256, measured by benchmarks/bench_engine.py) for no measurable speed-up on these networks."""
-    return torch.compile(fn, dynamic=False)
+    freeze: inductor's weight freezing (patched in around each call, inside which compilation happens). It lets
+    oneDNN pre-pack the weights and fuse convolution + ReLU, at the price of a second, packed copy of the
+    weights: worth it for the reduced precisions (their copy is half the size), not for float32, whose Winograd
+    convolutions the compiler runs as they are (float32 freezing would add ~250 MB on vox-256)."""
+    compiled = torch.compile(fn, dynamic=False)
+    if not freeze:
+        return compiled
+    import torch._inductor.config as inductor_config
+
+    def call(*args):
+        with inductor_config.patch(freezing=True):
+            return compiled(*args)
+
+    return call
 
 
 PADDLE_BORDER = 5

@@ -75,11 +75,15 @@ class ExportedModel:
 # ---------------------------------------------------------------------------------- flat tensor structures
 
 
+_CONSTANTS = (type(None), bool, int, float, str)
+
+
 def flatten(value: Any, prefix: str = "") -> list[tuple[str, torch.Tensor]]:
-    """The tensors of a (nested) dataclass of tensors, Keypoints and None, as (dotted path, tensor), in field order."""
+    """The tensors of a (nested) dataclass of tensors, Keypoints and constants (None, numbers, strings), as
+    (dotted path, tensor), in field order; the constants stay with the structure (traced into the graph)."""
     if isinstance(value, torch.Tensor):
         return [(prefix, value)]
-    if value is None:
+    if isinstance(value, _CONSTANTS):
         return []
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         out = []
@@ -90,11 +94,11 @@ def flatten(value: Any, prefix: str = "") -> list[tuple[str, torch.Tensor]]:
 
 
 def unflatten(template: Any, tensors: dict[str, torch.Tensor], prefix: str = "") -> Any:
-    """Rebuild ``template``'s structure with the tensors of ``tensors`` (dotted path -> tensor); None stays None."""
+    """Rebuild ``template``'s structure with the tensors of ``tensors`` (dotted path -> tensor); constants stay."""
     if isinstance(template, torch.Tensor):
         return tensors[prefix]
-    if template is None:
-        return None
+    if isinstance(template, _CONSTANTS):
+        return template
     if dataclasses.is_dataclass(template) and not isinstance(template, type):
         changes = {f.name: unflatten(getattr(template, f.name), tensors, f"{prefix}.{f.name}" if prefix else f.name)
                    for f in dataclasses.fields(template)}

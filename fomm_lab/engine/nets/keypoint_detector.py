@@ -74,14 +74,16 @@ class KPDetector(nn.Module):
         features = self.predictor(x)
         logits = self.kp(features)
         n, k, h, w = logits.shape
-        heatmap = F.softmax(logits.view(n, k, -1).float() / self.temperature, dim=2).view(n, k, h, w)
-        grid = coordinate_grid(h, w, device=heatmap.device, dtype=heatmap.dtype)
-        value = torch.einsum("nkhw,hwc->nkc", heatmap, grid)
+        with torch.autocast(x.device.type, enabled=False):  # the softmax and weighted sums in float32 always
+            heatmap = F.softmax(logits.view(n, k, -1).float() / self.temperature, dim=2).view(n, k, h, w)
+            grid = coordinate_grid(h, w, device=heatmap.device, dtype=heatmap.dtype)
+            value = torch.einsum("nkhw,hwc->nkc", heatmap, grid)
         if self.jacobian is None:
             return Keypoints(value, None)
         if isinstance(self.jacobian, nn.Conv2d):
             maps = self.jacobian(features).float().view(n, self.num_jacobian_maps, 4, h, w)
-            jacobian = torch.einsum("nkhw,nkchw->nkc", heatmap, maps.expand(n, k, 4, h, w))
+            with torch.autocast(x.device.type, enabled=False):
+                jacobian = torch.einsum("nkhw,nkchw->nkc", heatmap, maps.expand(n, k, 4, h, w))
         else:  # the inference form that pools first (fuse.PooledJacobianHead: the same sums, reordered)
             jacobian = self.jacobian(features, heatmap)
         return Keypoints(value, jacobian.view(n, k, 2, 2))

@@ -17,11 +17,15 @@ short one (--short frames, one ``animate()`` call on a photo not seen before, al
 ms per frame), and its peak RSS in a fresh process (load, warm-up or compilation, --rss-frames frames).
 
 Targets (issue 14): float32 >= 1.9x (a); bfloat16 >= 8x (a) at >= 40 dB; peak RSS <= 800 MB for bfloat16
-eager and <= 1000 MB for every compiled mode.
+eager and <= 1000 MB for every compiled mode. PaddleGAN's models: vox-mobile-256's live step (e) <= 40 ms;
+vox-512 at most 4.5x vox-256's float32 time per frame (--config vox-512 --baseline vox-256 prints the ratio).
+Streaming memory: --rss-growth 60 600 prints the float32 peak RSS after 60 and 600 frames (growth < 100 MB).
 
-usage: python benchmarks/bench_engine.py [--config vox-256] [--frames 12] [--short 6] [--threads 1]
-           [--modes float32,float32-compiled,bfloat16,bfloat16-compiled,openvino,openvino-bfloat16]
-           [--rss-frames 8 | --no-rss] [--device cpu|cuda] [--batch-size N] [--include-slow-bf16]
+usage: python benchmarks/bench_engine.py [--config vox-256] [--baseline CONFIG] [--frames 12] [--short 6]
+           [--threads 1] [--modes float32,float32-compiled,bfloat16,bfloat16-compiled,openvino,openvino-bfloat16]
+           [--rss-frames 8 | --no-rss] [--rss-growth 60 600] [--device cpu|cuda] [--batch-size N]
+           [--include-slow-bf16]
+vox-512 is 4x the work of vox-256: e.g. --config vox-512 --baseline vox-256 --frames 4 --short 2.
 By default the bfloat16 modes run only on CPUs with native bfloat16 (AVX512-BF16 or AMX; elsewhere they are
 emulated and many times slower than float32): --include-slow-bf16 measures them anyway.
 On a GPU: --device cuda --batch-size 32 --frames 256 (batched fps in float16; (e) is the live latency).
@@ -46,6 +50,7 @@ from memory import peak_rss_mb
 
 from fomm_lab import Animator, load_model
 from fomm_lab.device import cpu_has_native_bfloat16
+from fomm_lab.engine.config import resolve_config_path
 from fomm_lab.engine.motion import normalize_keypoints
 
 MODES = {
@@ -185,9 +190,10 @@ def live_row(name: str, model, source: np.ndarray, driving: list[np.ndarray], cl
 
 def rss_child(args: argparse.Namespace) -> None:
     """One mode in this fresh process: load, warm up, animate --rss-frames frames; print the peak RSS."""
-    model = load_model(args.config, device=args.device, fuse=args.rss_child != "paper")
+    model = load_model(resolve_config_path(args.config), device=args.device, fuse=args.rss_child != "paper")
     size = tuple(model.frame_size)
-    source, driving = clip(1, size, seed=1)[0], clip(args.rss_frames, size)
+    source, driving = clip(1, size, seed=1)[0], clip(30, size)
+    driving = [driving[i % len(driving)] for i in range(args.rss_frames)]
     if args.rss_child == "paper":
         make_animation(model, source, driving, Clock(model.device))
     else:
@@ -209,6 +215,10 @@ def measure_rss(mode: str, args: argparse.Namespace) -> float | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="vox-256", help="shipped config name or yaml (random weights)")
+    parser.add_argument("--baseline", default=None, metavar="CONFIG",
+                        help="also time float32 on this config and print the per-frame ratio (vox-256 for vox-512)")
+    parser.add_argument("--rss-growth", type=int, nargs=2, default=None, metavar=("FEW", "MANY"),
+                        help="float32 peak RSS streaming FEW and MANY frames (fresh processes): memory must not grow")
     parser.add_argument("--frames", type=int, default=12, help="frames of the long clip")
     parser.add_argument("--short", type=int, default=6, help="frames of the short clip")
     parser.add_argument("--modes", default=None, help="comma-separated modes (default: all for the device)")
@@ -246,10 +256,11 @@ def main() -> None:
                 skipped[mode] = "not measured: openvino is not installed (pip install 'fomm-lab[openvino]')"
             modes = [m for m in modes if m not in skipped]
 
+    config = resolve_config_path(args.config)  # the yaml: random weights, never a registry download
     torch.manual_seed(0)
-    paper = load_model(args.config, device=args.device, fuse=False)  # the networks as the checkpoint has them
+    paper = load_model(config, device=args.device, fuse=False)  # the networks as the checkpoint has them
     torch.manual_seed(0)
-    model = load_model(args.config, device=args.device)  # the same random weights, fused
+    model = load_model(config, device=args.device)  # the same random weights, fused
     size = tuple(model.frame_size)
     source, short_source = clip(1, size, seed=1)[0], clip(1, size, seed=2)[0]
     driving, short = clip(args.frames, size), clip(args.short, size, seed=3)
@@ -289,11 +300,40 @@ def main() -> None:
               f"{row.accuracy:22} {warm:>8} {rss:>9} {row.note}")
     for mode, why in skipped.items():
         print(f"{'Animator ' + mode:40} {why}")
-    _targets(rows, base_long)
+    if args.rss_growth:
+        few, many = (_growth_rss(n, args) for n in args.rss_growth)
+        if few is not None and many is not None:
+            print(f"peak RSS float32 streaming {args.rss_growth[0]} / {args.rss_growth[1]} frames: {few:.0f} / "
+                  f"{many:.0f} MB (growth {many - few:+.0f} MB; target < 100 MB)")
+    if args.baseline:
+        _baseline(args, rows, clock)
+    _targets(rows, base_long, args.config)
 
 
-def _targets(rows: list[Row], base: float) -> None:
-    """Say which of issue 14's targets this run meets."""
+def _growth_rss(frames: int, args: argparse.Namespace) -> float | None:
+    return measure_rss("float32", argparse.Namespace(**{**vars(args), "rss_frames": frames}))
+
+
+def _baseline(args: argparse.Namespace, rows: list[Row], clock: Clock) -> None:
+    """float32 per frame on --baseline's config, and this config's ratio to it."""
+    ours = next((r for r in rows if r.name == "Animator float32"), None)
+    if ours is None or ours.long_ms is None:
+        print("--baseline needs the float32 mode")
+        return
+    torch.manual_seed(0)
+    base = load_model(resolve_config_path(args.baseline), device=args.device)
+    size = tuple(base.frame_size)
+    source, driving = clip(1, size, seed=1)[0], clip(args.frames, size)
+    animator = Animator(base, float_output=True, batch_size=args.batch_size)
+    list(animator.animate(source, driving[:2]))  # warm-up
+    _, times = timed_frames(animator.animate(source, driving), clock)
+    base_ms = 1000 * statistics.median(times)
+    print(f"float32 per frame: {args.config} {ours.long_ms:.1f} ms, {args.baseline} {base_ms:.1f} ms: "
+          f"{ours.long_ms / base_ms:.2f}x")
+
+
+def _targets(rows: list[Row], base: float, config: str) -> None:
+    """Say which of issue 14's targets (and, for vox-mobile-256, PaddleGAN's) this run meets."""
     by_name = {row.name: row for row in rows}
     checks: list[tuple[str, Callable[[Row], bool], list[str]]] = [
         ("float32 >= 1.9x (a)", lambda r: r.long_ms is not None and base / r.long_ms >= 1.9,
@@ -305,6 +345,9 @@ def _targets(rows: list[Row], base: float) -> None:
         ("peak RSS <= 1000 MB (compiled)", lambda r: r.rss_mb is not None and r.rss_mb <= 1000,
          [n for n in by_name if n.endswith("-compiled")]),
     ]
+    if "mobile" in config:
+        checks.append(("live step <= 40 ms (vox-mobile-256)", lambda r: r.long_ms is not None and r.long_ms <= 40,
+                       [n for n in by_name if n.startswith("(e)")]))
     print()
     for target, ok, names in checks:
         measured = [by_name[n] for n in names if n in by_name]

@@ -327,12 +327,24 @@ def test_model_keeps_one_set_of_weights(tiny_vox):
 # -------------------------------------------------------------------------------------------- ONNX
 
 
-@pytest.fixture(scope="module")
-def exported(pair, tmp_path_factory):
+EXPORTED = ["tiny-vox", "tiny-mgif", "paddle-vox-mobile", "paddle-tiny-vox"]
+"""Official topologies (tiny vox; mgif with one jacobian map) and PaddleGAN's (the full-size mobile one; the
+standard one with its inference options: align_corners=True sampling, the border blend, the forced border)."""
+
+
+def _fixture_model(name: str, golden_dir: Path, paddle_dir: Path):
+    folder, weights = (paddle_dir, f"{name}.pdparams") if name.startswith("paddle") else \
+        (golden_dir, f"{name}-cpk.pth.tar")
+    return load_model(folder / f"{name}.yaml", folder / weights, device="cpu"), \
+        dict(np.load(folder / f"{name}-golden.npz"))
+
+
+@pytest.fixture(scope="module", params=EXPORTED)
+def exported(request, golden_dir, paddle_dir, tmp_path_factory):
     from fomm_lab.engine.onnx import export_onnx
 
-    _, fused, gold = pair
-    return fused, gold, export_onnx(fused, tmp_path_factory.mktemp("onnx") / "graphs")
+    model, gold = _fixture_model(request.param, golden_dir, paddle_dir)
+    return model, gold, export_onnx(model, tmp_path_factory.mktemp("onnx") / "graphs")
 
 
 def _sessions(export):
@@ -349,6 +361,7 @@ def test_onnx_graphs_match_pytorch_in_onnx_runtime(exported):
     assert read_manifest(export.folder) == export
     manifest = json.loads((export.folder / "manifest.json").read_text())
     assert manifest["num_kp"] == 10 and manifest["frame_size"] == {"width": 256, "height": 256}
+    assert manifest["config"] == model.config.name and set(manifest["graphs"]) == set(export.graphs)
     sessions = _sessions(export)
     source = _nchw(gold["source"][None])
     driving = _nchw(np.concatenate([gold["driving"]] * 2))  # batch 6, not the traced 2
@@ -371,9 +384,10 @@ def test_onnx_graphs_match_pytorch_in_onnx_runtime(exported):
                          (occlusion, onnx_occlusion), (features, onnx_features), (prediction, onnx_prediction)]:
         assert ours.shape == theirs.shape
         assert float(np.abs(ours.numpy() - theirs).max()) <= GOLDEN
-    frames = len(gold["driving"])
-    np.testing.assert_allclose(onnx_prediction[:frames].transpose(0, 2, 3, 1), gold["prediction_rel1_adapt1"],
-                               atol=GOLDEN, rtol=0)
+    if not model.config.paddle:  # (PaddleGAN's own float32 differs from the official one more than 1e-4)
+        frames = len(gold["driving"])
+        np.testing.assert_allclose(onnx_prediction[:frames].transpose(0, 2, 3, 1), gold["prediction_rel1_adapt1"],
+                                   atol=GOLDEN, rtol=0)
 
 
 def test_onnx_export_refuses_a_non_empty_folder_and_leaves_nothing_on_failure(tiny_model, tmp_path, monkeypatch):
@@ -405,14 +419,16 @@ def test_onnx_export_refuses_a_non_empty_folder_and_leaves_nothing_on_failure(ti
 
 
 @pytest.mark.parametrize("batch_size", [1, 3])
-def test_openvino_backend_matches_torch(pair, batch_size):
-    _, model, gold = pair
+@pytest.mark.parametrize("name", EXPORTED)
+def test_openvino_backend_matches_torch(name, batch_size, golden_dir, paddle_dir):
+    model, gold = _fixture_model(name, golden_dir, paddle_dir)
     torch_frames = np.stack(list(Animator(model, float_output=True).animate(gold["source"], gold["driving"])))
     animator = Animator(model, float_output=True, backend="openvino", batch_size=batch_size)
     assert animator.backend == "openvino" and animator.dtype == torch.float32
     ov_frames = np.stack(list(animator.animate(gold["source"], gold["driving"])))
     assert float(np.abs(ov_frames - torch_frames).max()) <= GOLDEN
-    np.testing.assert_allclose(ov_frames, gold["prediction_rel1_adapt1"], atol=GOLDEN, rtol=0)
+    if not model.config.paddle:
+        np.testing.assert_allclose(ov_frames, gold["prediction_rel1_adapt1"], atol=GOLDEN, rtol=0)
     animator.set_reference(gold["driving"][0])
     assert float(np.abs(animator.step(gold["driving"][1]) - torch_frames[1]).max()) <= GOLDEN
 

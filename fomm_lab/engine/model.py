@@ -112,10 +112,13 @@ class FommModel:
 
 def converted_copy(module: nn.Module, dtype: torch.dtype) -> nn.Module:
     """A copy of ``module`` whose floating-point parameters and buffers are in ``dtype`` (4-D ones channels-last),
-    made tensor by tensor: the module is never copied in its own precision first."""
+    made tensor by tensor: the module is never copied in its own precision first. Batch norms (left in the
+    residual streams of the inference form) keep float32, which CPU batch norm accepts with either input."""
     memo: dict[int, object] = {}
+    norms = {id(t) for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+             for t in [*m.parameters(), *m.buffers()]}
     for tensor in [*module.parameters(), *module.buffers()]:
-        if id(tensor) in memo:
+        if id(tensor) in memo or id(tensor) in norms:  # batch norms stay float32: they take either input dtype
             continue
         value = tensor.detach()
         if value.is_floating_point():

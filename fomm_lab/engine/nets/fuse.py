@@ -33,7 +33,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from .blocks import AntiAliasInterpolation2d, DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d
-from .keypoint_detector import KPDetector
 from .winograd import WinogradPlan
 
 WINOGRAD_MAX_KERNEL_ELEMENTS = 2_400_000
@@ -56,30 +55,36 @@ def plain_ops() -> bool:
 
 
 class FusedConv(nn.Module):
-    """A convolution with batch norm folded in: ``weight`` (Cout, Cin, kh, kw), ``bias`` (Cout,), zero ``padding``,
-    stride 1. (N, Cin, H, W) -> (N, Cout, H + 2p - kh + 1, W + 2p - kw + 1).
+    """A convolution with batch norm folded in: ``weight`` (Cout, Cin / groups, kh, kw), ``bias`` (Cout,), zero
+    ``padding``, ``stride``, ``dilation``, ``groups`` as the convolution it replaces.
 
-    With a Winograd plan (:func:`enable_winograd`) float32 CPU inputs of a profitable size are convolved by
-    Winograd's algorithm. The plan is derived data: copies and pickles leave it out.
+    With a Winograd plan (:func:`enable_winograd`; stride-1, undilated, ungrouped 3x3 and 2x2 convolutions)
+    float32 CPU inputs of a profitable size are convolved by Winograd's algorithm. The plan is derived data:
+    copies and pickles leave it out.
     """
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, padding: int | tuple[int, int]):
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, padding: int | tuple[int, int], *,
+                 stride: int | tuple[int, int] = 1, dilation: int | tuple[int, int] = 1, groups: int = 1):
         super().__init__()
         self.weight = nn.Parameter(weight.detach().contiguous(), requires_grad=False)
         self.bias = nn.Parameter(bias.detach().contiguous(), requires_grad=False)
         self.padding = padding
+        self.stride = stride
+        self.dilation = dilation
+        self.groups = groups
         self.winograd: WinogradPlan | None = None
 
     @classmethod
     def from_conv(cls, conv: nn.Conv2d, norm: nn.BatchNorm2d | None = None) -> FusedConv:
-        if conv.stride != (1, 1) or conv.dilation != (1, 1) or conv.groups != 1 or isinstance(conv.padding, str):
-            raise ValueError("FusedConv needs a stride-1, undilated, ungrouped convolution with numeric padding")
+        if isinstance(conv.padding, str) or conv.padding_mode != "zeros":
+            raise ValueError("FusedConv needs a convolution with numeric zero padding")
         weight, bias = conv.weight, conv.bias if conv.bias is not None else torch.zeros_like(conv.weight[:, 0, 0, 0])
         if norm is not None:
             gain = norm.weight / torch.sqrt(norm.running_var + norm.eps)
             weight, bias = weight * gain.view(-1, 1, 1, 1), (bias - norm.running_mean) * gain + norm.bias
         padding = conv.padding if conv.padding[0] != conv.padding[1] else conv.padding[0]
-        return cls(weight, bias, padding)
+        return cls(weight, bias, padding, stride=_single(conv.stride), dilation=_single(conv.dilation),
+                   groups=conv.groups)
 
     def __getstate__(self):
         state = super().__getstate__()
@@ -90,6 +95,8 @@ class FusedConv(nn.Module):
         padding and a transform of at most :data:`WINOGRAD_MAX_KERNEL_ELEMENTS`; True when it did."""
         cout, cin, kh, kw = self.weight.shape
         if kh != kw or kh not in (2, 3) or not isinstance(self.padding, int):
+            return False
+        if self.groups != 1 or self.stride != 1 or self.dilation != 1:
             return False
         plan_size = (kh + (4 if kh == 3 else 3) - 1) ** 2 * cout * cin
         if plan_size > WINOGRAD_MAX_KERNEL_ELEMENTS or self.weight.dtype != torch.float32:
@@ -112,7 +119,12 @@ class FusedConv(nn.Module):
         if self._use_winograd(x):
             assert self.winograd is not None
             return self.winograd(x, self.bias, self.padding)
-        return F.conv2d(x, self.weight, self.bias, padding=self.padding)
+        return F.conv2d(x, self.weight, self.bias, stride=self.stride, padding=self.padding, dilation=self.dilation,
+                        groups=self.groups)
+
+
+def _single(pair: tuple[int, ...]) -> int | tuple[int, ...]:
+    return pair[0] if len(set(pair)) == 1 else pair
 
 
 def fold_batchnorm(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> FusedConv:
@@ -267,6 +279,8 @@ class PooledJacobianHead(nn.Module):
         self.padding = tuple(conv.padding)
         self.kernel_size = tuple(conv.kernel_size)
 
+    takes_heatmaps = True  # KPDetector calls it with (features, heatmaps)
+
     def forward(self, features: torch.Tensor, heatmap: torch.Tensor) -> torch.Tensor:
         n, c = features.shape[:2]
         k, h, w = heatmap.shape[1:]
@@ -303,6 +317,8 @@ def _rewrite(child: nn.Module) -> nn.Module | None:
 
 def _fuse_children(module: nn.Module) -> None:
     """Replace the blocks under ``module`` one at a time, so each original block can be freed at once."""
+    from .keypoint_detector import KPDetector  # here: the mobile blocks import this module, which it imports
+
     for name in list(module._modules):
         child = module._modules[name]
         if child is None:
@@ -314,7 +330,7 @@ def _fuse_children(module: nn.Module) -> None:
             setattr(module, name, replacement)
         del child, replacement
     if isinstance(module, KPDetector) and isinstance(module.jacobian, nn.Conv2d):
-        if module.num_jacobian_maps == module.kp.out_channels:  # with one shared map the convolution is cheaper
+        if module.num_jacobian_maps > 1:  # with one shared map (4 outputs) the convolution is cheaper
             module.jacobian = PooledJacobianHead(module.jacobian)
 
 

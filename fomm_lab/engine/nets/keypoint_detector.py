@@ -80,10 +80,10 @@ class KPDetector(nn.Module):
             value = torch.einsum("nkhw,hwc->nkc", heatmap, grid)
         if self.jacobian is None:
             return Keypoints(value, None)
-        if isinstance(self.jacobian, nn.Conv2d):
+        if getattr(self.jacobian, "takes_heatmaps", False):  # the inference form that pools first (the same
+            jacobian = self.jacobian(features, heatmap)      # sums, reordered: fuse.PooledJacobianHead)
+        else:
             maps = self.jacobian(features).float().view(n, self.num_jacobian_maps, 4, h, w)
             with torch.autocast(x.device.type, enabled=False):
                 jacobian = torch.einsum("nkhw,nkchw->nkc", heatmap, maps.expand(n, k, 4, h, w))
-        else:  # the inference form that pools first (fuse.PooledJacobianHead: the same sums, reordered)
-            jacobian = self.jacobian(features, heatmap)
         return Keypoints(value, jacobian.view(n, k, 2, 2))

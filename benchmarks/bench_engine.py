@@ -1,180 +1,361 @@
-"""Engine speed and memory with random weights of a shipped config (no checkpoint download needed):
-vox-256 by default, or --config vox-512 / vox-mobile-256 (PaddleGAN's) / any shipped config, at its frame size.
+"""Engine speed and memory: the paper's animation loop against the Animator's modes, side by side in one process.
 
-Prints a table:
-  (a) the paper demo's loop: every frame re-encodes the source, batch 1, whole clip kept in memory;
-  (b) Animator, float32, eager and torch.compile'd (exact: max abs diff to (a) reported);
-  (c) Animator in bfloat16 (dense motion and generator; channels-last), eager and compiled,
-      with PSNR against (a);
-  peak RSS of a streaming run (eager, --fast-dtype) over 60 and 600 driving frames (fresh process each).
+Random weights of a shipped config (default vox-256: no checkpoint download needed), a smooth synthetic
+256x256 driving clip, 1 thread, CPU time (``time.process_time``; wall time with synchronisation on CUDA).
 
-Targets on the 2-core CPU: (b) >= 1.5x (a) at max abs diff < 1e-4; (c) >= 3x (a) at PSNR >= 40 dB;
-RSS growth from 60 to 600 frames < 100 MB.
+Rows:
+  (a) the paper demo's ``make_animation`` as written (reimplemented here on the checkpoint-form networks,
+      ``load_model(fuse=False)``): source keypoints once, then per frame the keypoint detector on the driving
+      frame, the keypoint normalisation (relative motion, adapted scale, relative jacobians) and the whole
+      generator (its encoder re-encodes the source every frame); predictions kept in a list;
+  (b) Animator float32, eager and torch.compile'd: exact (max abs diff to (a));
+  (c) Animator bfloat16 (float16 on CUDA), eager and compiled, with PSNR against (a);
+  (d) Animator with the OpenVINO backend (float32; bfloat16 where the CPU has it natively);
+  (e) live ``step()`` latency, batch 1.
+Each mode is measured on a long clip (--frames, median ms per frame; the mean with --batch-size > 1) and a
+short one (--short frames, one ``animate()`` call on a photo not seen before, all its source work included,
+ms per frame), and its peak RSS in a fresh process (load, warm-up or compilation, --rss-frames frames).
 
-Targets for PaddleGAN's models on the 2-core CPU: vox-mobile-256's live step (d) <= 40 ms in some mode at
-PSNR >= 40 dB; vox-512 at most 4.5x vox-256's time per frame (--baseline vox-256 prints the ratio of (b)).
+Targets (issue 14): float32 >= 1.9x (a); bfloat16 >= 8x (a) at >= 40 dB; peak RSS <= 800 MB for bfloat16
+eager and <= 1000 MB for every compiled mode. PaddleGAN's models: vox-mobile-256's live step (e) <= 40 ms;
+vox-512 at most 4.5x vox-256's float32 time per frame (--config vox-512 --baseline vox-256 prints the ratio).
+Streaming memory: --rss-growth 60 600 prints the float32 peak RSS after 60 and 600 frames (growth < 100 MB).
 
-usage: python benchmarks/bench_engine.py [--config vox-256] [--baseline CONFIG] [--frames 12] [--rss 60 600]
-                                      [--device cpu] [--threads N] [--fast-dtype bfloat16|float16] [--batch-size N]
-vox-512 is 4x the work of vox-256: e.g. --config vox-512 --baseline vox-256 --frames 4 --rss 8 40.
-On a GPU: --device cuda --fast-dtype float16 --batch-size 32 --frames 256 (batched fps; (d) is the
-live single-frame latency).
+usage: python benchmarks/bench_engine.py [--config vox-256] [--baseline CONFIG] [--frames 12] [--short 6]
+           [--threads 1] [--modes float32,float32-compiled,bfloat16,bfloat16-compiled,openvino,openvino-bfloat16]
+           [--rss-frames 8 | --no-rss] [--rss-growth 60 600] [--device cpu|cuda] [--batch-size N]
+           [--include-slow-bf16]
+vox-512 is 4x the work of vox-256: e.g. --config vox-512 --baseline vox-256 --frames 4 --short 2.
+By default the bfloat16 modes run only on CPUs with native bfloat16 (AVX512-BF16 or AMX; elsewhere they are
+emulated and many times slower than float32): --include-slow-bf16 measures them anyway.
+On a GPU: --device cuda --batch-size 32 --frames 256 (batched fps in float16; (e) is the live latency).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
+import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 import torch
 from memory import peak_rss_mb
 
 from fomm_lab import Animator, load_model
+from fomm_lab.device import cpu_has_native_bfloat16
 from fomm_lab.engine.config import resolve_config_path
 from fomm_lab.engine.motion import normalize_keypoints
 
+MODES = {
+    "float32": {"dtype": "float32"},
+    "float32-compiled": {"dtype": "float32", "compile": True},
+    "bfloat16": {"dtype": "bfloat16"},
+    "bfloat16-compiled": {"dtype": "bfloat16", "compile": True},
+    "float16": {"dtype": "float16"},
+    "float16-compiled": {"dtype": "float16", "compile": True},
+    "openvino": {"dtype": "float32", "backend": "openvino"},
+    "openvino-bfloat16": {"dtype": "bfloat16", "backend": "openvino"},
+}
+CPU_MODES = ["float32", "float32-compiled", "bfloat16", "bfloat16-compiled", "openvino", "openvino-bfloat16"]
+CUDA_MODES = ["float32", "float32-compiled", "float16", "float16-compiled"]
 
-def clip(frames: int, size: int = 256, seed: int = 0) -> list[np.ndarray]:
-    """A smooth synthetic driving clip: a textured image drifting and scaling."""
+
+def clip(frames: int, size: tuple[int, int] = (256, 256), seed: int = 0) -> list[np.ndarray]:
+    """A smooth synthetic driving clip: a textured image drifting, turning and scaling."""
+    width, height = size
     rng = np.random.default_rng(seed)
-    base = (rng.random((size // 8, size // 8, 3)) * 255).astype(np.uint8)
-    import cv2
-
-    base = cv2.resize(base, (size * 2, size * 2), interpolation=cv2.INTER_CUBIC)
+    base = (rng.random((height // 8, width // 8, 3)) * 255).astype(np.uint8)
+    base = cv2.resize(base, (width * 2, height * 2), interpolation=cv2.INTER_CUBIC)
     out = []
     for i in range(frames):
         t = i / max(frames - 1, 1)
-        m = cv2.getRotationMatrix2D((size, size), 10 * np.sin(6 * t), 1 + 0.1 * t)
-        m[:, 2] += [20 * np.sin(4 * t) - size / 2, 15 * t - size / 2]
-        out.append(cv2.warpAffine(base, m, (size, size), borderMode=cv2.BORDER_REFLECT))
+        m = cv2.getRotationMatrix2D((width, height), 10 * np.sin(6 * t), 1 + 0.1 * t)
+        m[:, 2] += [20 * np.sin(4 * t) - width / 2, 15 * t - height / 2]
+        out.append(cv2.warpAffine(base, m, (width, height), borderMode=cv2.BORDER_REFLECT))
     return out
 
 
-@torch.inference_mode()
-def paper_loop(model, source: np.ndarray, driving: list[np.ndarray]) -> list[np.ndarray]:
-    """The official demo's per-frame loop (relative + adapt scale), predictions kept in a list."""
-    to = lambda f: torch.from_numpy(f[None].astype(np.float32) / 255).permute(0, 3, 1, 2).to(model.device)
-    source_t = to(source)
-    video = [to(f) for f in driving]  # the demo holds the whole driving clip
-    kp_initial = model.kp_detector(video[0])
-    predictions = []
-    for frame in video:
-        kp_source = model.kp_detector(source_t)
+class Clock:
+    """CPU time of this process; on CUDA, wall time after synchronising the device."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+
+    def __call__(self) -> float:
+        if self.cuda:
+            torch.cuda.synchronize()
+            return time.perf_counter()
+        return time.process_time()
+
+
+@torch.no_grad()
+def make_animation(model, source: np.ndarray, driving: list[np.ndarray], clock: Clock) -> tuple[list, list[float]]:
+    """The paper demo's loop, as the demo runs it: the whole clip as one (1, 3, T, H, W) tensor, the source's
+    and the first driving frame's keypoints once, then per frame keypoints, normalisation and the generator.
+    Returns the float predictions (H, W, 3) and each frame's time."""
+    device = model.device
+    source_t = torch.from_numpy(source[None].astype(np.float32) / 255).permute(0, 3, 1, 2).to(device)
+    video = torch.from_numpy(np.stack(driving)[None].astype(np.float32) / 255).permute(0, 4, 1, 2, 3)
+    kp_source = model.kp_detector(source_t)
+    kp_initial = model.kp_detector(video[:, :, 0].to(device))
+    predictions, times = [], []
+    for index in range(video.shape[2]):
+        start = clock()
+        frame = video[:, :, index].to(device)
         kp_driving = model.kp_detector(frame)
         kp_norm = normalize_keypoints(kp_source, kp_driving, kp_initial, relative=True, adapt_scale=True)
         out = model.generator(source_t, kp_norm, kp_source)["prediction"]
-        predictions.append(np.transpose(out.cpu().numpy()[0], (1, 2, 0)))
-    return predictions
+        predictions.append(np.transpose(out.float().cpu().numpy(), (0, 2, 3, 1))[0])
+        times.append(clock() - start)
+    return predictions, times
 
 
-def timed(fn, *args):
+def timed_frames(frames: Iterator[np.ndarray], clock: Clock) -> tuple[list[np.ndarray], list[float]]:
+    """Pull every frame of ``frames``, timing each one."""
+    out, times = [], []
+    start = clock()
+    for frame in frames:
+        now = clock()
+        times.append(now - start)
+        out.append(frame)
+        start = clock()
+    return out, times
+
+
+def psnr(reference: np.ndarray, frames: np.ndarray) -> float:
+    a = np.clip(np.round(reference * 255), 0, 255)
+    b = np.clip(np.round(frames * 255), 0, 255)
+    mse = float(((a - b) ** 2).mean())
+    return 10 * np.log10(255**2 / max(mse, 1e-12))
+
+
+@dataclass
+class Row:
+    name: str
+    long_ms: float | None = None
+    short_ms: float | None = None
+    accuracy: str = "-"
+    warmup_s: float | None = None
+    rss_mb: float | None = None
+    note: str = ""
+    psnr_db: float | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def run_mode(name: str, model, source: np.ndarray, short_source: np.ndarray, driving: list[np.ndarray],
+             short: list[np.ndarray], reference: list[np.ndarray], clock: Clock, batch_size: int) -> Row:
+    options = MODES[name]
     start = time.perf_counter()
-    result = fn(*args)
-    return result, time.perf_counter() - start
+    animator = Animator(model, float_output=True, batch_size=batch_size, **options)
+    list(animator.animate(source, driving[:2]))  # warm-up (and compilation)
+    warmup = time.perf_counter() - start
+    frames, times = timed_frames(animator.animate(source, driving), clock)
+    # batched, the frames of a batch arrive together: the mean over the clip, not the median frame
+    long_ms = 1000 * (statistics.median(times) if batch_size == 1 else sum(times) / len(times))
+    start_short = clock()
+    list(animator.animate(short_source, short))
+    short_ms = 1000 * (clock() - start_short) / len(short)
+    stacked, ref = np.stack(frames), np.stack(reference)
+    row = Row(f"Animator {name}", long_ms, short_ms, warmup_s=warmup)
+    if animator.dtype == torch.float32:
+        row.accuracy = f"max abs diff {float(np.abs(stacked - ref).max()):.1e}"
+    else:
+        row.psnr_db = psnr(ref, stacked)
+        row.accuracy = f"PSNR {row.psnr_db:.1f} dB"
+    if options.get("dtype") != "float32" and animator.dtype == torch.float32:
+        row.note = "ran float32 (no native reduced precision)"
+    return row
 
 
-def rss_child(frames: int, dtype: str, device: str, config: str) -> None:
-    model = load_model(resolve_config_path(config), device=device)
-    side = model.frame_size.width
-    source, driving = clip(1, side)[0], clip(30, side)
-    stream = (driving[i % len(driving)] for i in range(frames))
-    for _ in Animator(model, dtype=dtype).animate(source, stream):
-        pass
+def live_row(name: str, model, source: np.ndarray, driving: list[np.ndarray], clock: Clock) -> Row:
+    animator = Animator(model, **MODES[name])
+    animator.set_source(source)
+    animator.set_reference(driving[0])
+    animator.step(driving[1])  # warm-up / compilation
+    steps = []
+    for frame in driving:
+        start = clock()
+        animator.step(frame)
+        steps.append(clock() - start)
+    return Row(f"(e) live step(), {name}", 1000 * statistics.median(steps),
+               accuracy=f"p90 {1000 * float(np.percentile(steps, 90)):.1f} ms")
+
+
+def rss_child(args: argparse.Namespace) -> None:
+    """One mode in this fresh process: load, warm up, animate --rss-frames frames; print the peak RSS."""
+    model = load_model(resolve_config_path(args.config), device=args.device, fuse=args.rss_child != "paper")
+    size = tuple(model.frame_size)
+    source, driving = clip(1, size, seed=1)[0], clip(30, size)
+    driving = [driving[i % len(driving)] for i in range(args.rss_frames)]
+    if args.rss_child == "paper":
+        make_animation(model, source, driving, Clock(model.device))
+    else:
+        for _ in Animator(model, batch_size=args.batch_size, **MODES[args.rss_child]).animate(source, driving):
+            pass
     print(json.dumps({"peak_rss_mb": peak_rss_mb()}))
 
+
+def measure_rss(mode: str, args: argparse.Namespace) -> float | None:
+    cmd = [sys.executable, __file__, "--rss-child", mode, "--rss-frames", str(args.rss_frames), "--config",
+           args.config, "--device", args.device, "--threads", str(args.threads), "--batch-size", str(args.batch_size)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        print(f"  peak RSS of {mode} failed: {done.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+        return None
+    return float(json.loads(done.stdout.strip().splitlines()[-1])["peak_rss_mb"])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default="vox-256", help="shipped config to time (random weights)")
+    parser.add_argument("--config", default="vox-256", help="shipped config name or yaml (random weights)")
     parser.add_argument("--baseline", default=None, metavar="CONFIG",
-                        help="also time (b) on this config and print the per-frame ratio (e.g. vox-256 for vox-512)")
-    parser.add_argument("--frames", type=int, default=12)
-    parser.add_argument("--rss", type=int, nargs="*", default=[60, 600])
+                        help="also time float32 on this config and print the per-frame ratio (vox-256 for vox-512)")
+    parser.add_argument("--rss-growth", type=int, nargs=2, default=None, metavar=("FEW", "MANY"),
+                        help="float32 peak RSS streaming FEW and MANY frames (fresh processes): memory must not grow")
+    parser.add_argument("--frames", type=int, default=12, help="frames of the long clip")
+    parser.add_argument("--short", type=int, default=6, help="frames of the short clip")
+    parser.add_argument("--modes", default=None, help="comma-separated modes (default: all for the device)")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--fast-dtype", default="bfloat16", help="bfloat16 (CPU) or float16 (GPU)")
-    parser.add_argument("--batch-size", type=int, default=1, help="driving frames per forward pass in (b) and (c)")
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--rss-child", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=1, help="driving frames per forward pass")
+    parser.add_argument("--rss-frames", type=int, default=8, help="frames animated by each peak-RSS process")
+    parser.add_argument("--no-rss", action="store_true", help="skip the fresh-process peak RSS measurements")
+    parser.add_argument("--include-slow-bf16", action="store_true",
+                        help="measure bfloat16 modes on CPUs without native bfloat16 too")
+    parser.add_argument("--rss-child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
+    logging.getLogger("fomm_lab").setLevel(logging.ERROR)  # "random weights" warnings
     if args.rss_child is not None:
-        rss_child(args.rss_child, args.fast_dtype, args.device, args.config)
+        rss_child(args)
         return
 
+    device = torch.device(args.device)
+    clock = Clock(device)
+    modes = args.modes.split(",") if args.modes else (CUDA_MODES if device.type == "cuda" else CPU_MODES)
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        parser.error(f"unknown mode(s) {', '.join(unknown)}; known: {', '.join(MODES)}")
+    skipped: dict[str, str] = {}
+    if device.type == "cpu" and not cpu_has_native_bfloat16() and not args.include_slow_bf16:
+        for mode in [m for m in modes if "bfloat16" in m]:
+            skipped[mode] = "not measured: no native bfloat16 on this CPU (--include-slow-bf16 to measure)"
+        modes = [m for m in modes if m not in skipped]
+    if any(MODES[m].get("backend") == "openvino" for m in modes):
+        from fomm_lab.engine.backends import openvino_installed
+
+        if not openvino_installed():
+            for mode in [m for m in modes if MODES[m].get("backend") == "openvino"]:
+                skipped[mode] = "not measured: openvino is not installed (pip install 'fomm-lab[openvino]')"
+            modes = [m for m in modes if m not in skipped]
+
+    config = resolve_config_path(args.config)  # the yaml: random weights, never a registry download
     torch.manual_seed(0)
-    model = load_model(resolve_config_path(args.config), device=args.device)  # the yaml: random weights, no download
-    side = model.frame_size.width
-    source, driving = clip(1, side, seed=1)[0], clip(args.frames, side)
-    n = len(driving)
-    list(Animator(model).animate(source, driving[:2]))  # warm-up
-    paper_loop(model, source, driving[:2])
+    paper = load_model(config, device=args.device, fuse=False)  # the networks as the checkpoint has them
+    torch.manual_seed(0)
+    model = load_model(config, device=args.device)  # the same random weights, fused
+    size = tuple(model.frame_size)
+    source, short_source = clip(1, size, seed=1)[0], clip(1, size, seed=2)[0]
+    driving, short = clip(args.frames, size), clip(args.short, size, seed=3)
 
-    naive, t_a = timed(paper_loop, model, source, driving)
-    reference = np.stack([np.clip(np.round(a * 255), 0, 255) for a in naive])
+    make_animation(paper, source, driving[:2], clock)  # warm-up
+    reference, paper_times = make_animation(paper, source, driving, clock)
+    start = clock()
+    make_animation(paper, short_source, short, clock)
+    paper_short = 1000 * (clock() - start) / len(short)
+    rows = [Row("(a) paper make_animation, float32", 1000 * statistics.median(paper_times), paper_short)]
+    for mode in modes:
+        rows.append(run_mode(mode, model, source, short_source, driving, short, reference, clock, args.batch_size))
+    live_modes = [m for m in ("float32", "float32-compiled", "float16-compiled") if m in modes]
+    for mode in live_modes:
+        rows.append(live_row(mode, model, source, driving, clock))
+    if not args.no_rss:
+        for row, mode in zip(rows, ["paper", *modes]):
+            row.rss_mb = measure_rss(mode, args)
 
-    def run(label: str, **options):
-        animator = Animator(model, float_output=True, batch_size=args.batch_size, **options)
-        _, warm = timed(lambda: list(animator.animate(source, driving[:2])))  # compiles when asked
-        frames, seconds = timed(lambda: list(animator.animate(source, driving)))
-        if options.get("dtype", "float32") == "float32":
-            accuracy = f"max abs diff {max(float(np.abs(a - b).max()) for a, b in zip(naive, frames)):.2e}"
-        else:
-            mse = float(((reference - np.round(np.stack(frames) * 255)) ** 2).mean())
-            accuracy = f"PSNR {10 * np.log10(255**2 / max(mse, 1e-12)):.1f} dB"
-        return label, seconds, accuracy, warm
-
-    rows = [
-        ("(a) paper demo loop, float32", t_a, "-", 0.0),
-        run("(b) Animator float32", dtype="float32"),
-        run("(b) Animator float32, compiled", dtype="float32", compile=True),
-        run(f"(c) Animator {args.fast_dtype}", dtype=args.fast_dtype),
-        run(f"(c) Animator {args.fast_dtype}, compiled", dtype=args.fast_dtype, compile=True),
-    ]
-    live = Animator(model, dtype=args.fast_dtype, compile=True)
-    live.set_source(source)
-    live.set_reference(driving[0])
-    live.step(driving[1])  # compiles
-    steps = []
-    for frame in driving:
-        start = time.perf_counter()
-        live.step(frame)
-        steps.append(time.perf_counter() - start)
-    rows.append((f"(d) live step(), {args.fast_dtype}, compiled, batch 1", sum(steps), f"median {1000 * np.median(steps):.1f} ms", 0.0))
-
-    print(f"{args.config}: device {model.device}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
-          f"{n} frames {model.frame_size}, batch size {args.batch_size} for (b) and (c)")
-    print(f"{'mode':44} {'ms/frame':>9} {'fps':>7} {'speed-up':>9}  {'accuracy':24} warm-up (2 frames)")
-    for name, seconds, accuracy, warm in rows:
-        print(f"{name:44} {1000 * seconds / n:9.1f} {n / seconds:7.2f} {t_a / seconds:8.2f}x  {accuracy:24} {warm:6.1f} s")
-
-    peaks = {}
-    for frames in args.rss:
-        cmd = [sys.executable, __file__, "--rss-child", str(frames), "--device", args.device, "--fast-dtype", args.fast_dtype,
-               "--config", args.config]
-        if args.threads:
-            cmd += ["--threads", str(args.threads)]
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-        peaks[frames] = json.loads(out.strip().splitlines()[-1])["peak_rss_mb"]
-        print(f"peak RSS streaming {frames:5d} frames ({args.fast_dtype}): {peaks[frames]:8.1f} MB")
-    if len(peaks) >= 2:
-        lo, hi = min(peaks), max(peaks)
-        print(f"RSS growth {lo} -> {hi} frames: {peaks[hi] - peaks[lo]:+.1f} MB")
+    base_long, base_short = rows[0].long_ms, rows[0].short_ms
+    assert base_long is not None and base_short is not None
+    timing = "wall time (synchronised)" if device.type == "cuda" else "CPU time"
+    print(f"config {args.config} (random weights), {size[0]}x{size[1]}, device {device}, torch {torch.__version__}, "
+          f"threads {torch.get_num_threads()}, {timing}, long clip {args.frames} frames (median ms/frame), short "
+          f"clip {args.short} frames (one animate() call, ms/frame), batch size {args.batch_size}")
+    header = (f"{'mode':40} {'long ms':>8} {'x (a)':>6} {'short ms':>9} {'x (a)':>6}  {'accuracy':22} "
+              f"{'warm-up':>8} {'peak RSS':>9}")
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        long_x = f"{base_long / row.long_ms:5.2f}x" if row.long_ms else ""
+        short_x = f"{base_short / row.short_ms:5.2f}x" if row.short_ms else ""
+        warm = f"{row.warmup_s:7.1f}s" if row.warmup_s is not None else ""
+        rss = f"{row.rss_mb:6.0f} MB" if row.rss_mb is not None else ""
+        short_ms = f"{row.short_ms:9.1f}" if row.short_ms else ""
+        print(f"{row.name:40} {row.long_ms or 0:8.1f} {long_x:>6} {short_ms:>9} {short_x:>6}  "
+              f"{row.accuracy:22} {warm:>8} {rss:>9} {row.note}")
+    for mode, why in skipped.items():
+        print(f"{'Animator ' + mode:40} {why}")
+    if args.rss_growth:
+        few, many = (_growth_rss(n, args) for n in args.rss_growth)
+        if few is not None and many is not None:
+            print(f"peak RSS float32 streaming {args.rss_growth[0]} / {args.rss_growth[1]} frames: {few:.0f} / "
+                  f"{many:.0f} MB (growth {many - few:+.0f} MB; target < 100 MB)")
     if args.baseline:
-        base = load_model(resolve_config_path(args.baseline), device=args.device)
-        base_side = base.frame_size.width
-        base_source, base_driving = clip(1, base_side, seed=1)[0], clip(args.frames, base_side)
-        animator = Animator(base, float_output=True, batch_size=args.batch_size)
-        list(animator.animate(base_source, base_driving[:2]))  # warm-up
-        _, base_seconds = timed(lambda: list(animator.animate(base_source, base_driving)))
-        ours = rows[1][1]
-        print(f"(b) per frame: {args.config} {1000 * ours / n:.1f} ms, {args.baseline} {1000 * base_seconds / n:.1f} ms: "
-              f"{ours / base_seconds:.2f}x")
+        _baseline(args, rows, clock)
+    _targets(rows, base_long, args.config)
+
+
+def _growth_rss(frames: int, args: argparse.Namespace) -> float | None:
+    return measure_rss("float32", argparse.Namespace(**{**vars(args), "rss_frames": frames}))
+
+
+def _baseline(args: argparse.Namespace, rows: list[Row], clock: Clock) -> None:
+    """float32 per frame on --baseline's config, and this config's ratio to it."""
+    ours = next((r for r in rows if r.name == "Animator float32"), None)
+    if ours is None or ours.long_ms is None:
+        print("--baseline needs the float32 mode")
+        return
+    torch.manual_seed(0)
+    base = load_model(resolve_config_path(args.baseline), device=args.device)
+    size = tuple(base.frame_size)
+    source, driving = clip(1, size, seed=1)[0], clip(args.frames, size)
+    animator = Animator(base, float_output=True, batch_size=args.batch_size)
+    list(animator.animate(source, driving[:2]))  # warm-up
+    _, times = timed_frames(animator.animate(source, driving), clock)
+    base_ms = 1000 * statistics.median(times)
+    print(f"float32 per frame: {args.config} {ours.long_ms:.1f} ms, {args.baseline} {base_ms:.1f} ms: "
+          f"{ours.long_ms / base_ms:.2f}x")
+
+
+def _targets(rows: list[Row], base: float, config: str) -> None:
+    """Say which of issue 14's targets (and, for vox-mobile-256, PaddleGAN's) this run meets."""
+    by_name = {row.name: row for row in rows}
+    checks: list[tuple[str, Callable[[Row], bool], list[str]]] = [
+        ("float32 >= 1.9x (a)", lambda r: r.long_ms is not None and base / r.long_ms >= 1.9,
+         ["Animator float32", "Animator float32-compiled"]),
+        ("bfloat16 >= 8x (a) at >= 40 dB", lambda r: r.long_ms is not None and base / r.long_ms >= 8
+         and (r.psnr_db or 0) >= 40, ["Animator bfloat16", "Animator bfloat16-compiled"]),
+        ("peak RSS <= 800 MB (bfloat16 eager)", lambda r: r.rss_mb is not None and r.rss_mb <= 800,
+         ["Animator bfloat16"]),
+        ("peak RSS <= 1000 MB (compiled)", lambda r: r.rss_mb is not None and r.rss_mb <= 1000,
+         [n for n in by_name if n.startswith("Animator") and n.endswith("-compiled")]),
+    ]
+    if "mobile" in config:
+        checks.append(("live step <= 40 ms (vox-mobile-256)", lambda r: r.long_ms is not None and r.long_ms <= 40,
+                       [n for n in by_name if n.startswith("(e)")]))
+    print()
+    for target, ok, names in checks:
+        measured = [by_name[n] for n in names if n in by_name]
+        if not measured:
+            print(f"target {target}: not measured")
+            continue
+        verdicts = ", ".join(f"{r.name.removeprefix('Animator ')} {'met' if ok(r) else 'MISSED'}" for r in measured)
+        print(f"target {target}: {verdicts}")
 
 
 if __name__ == "__main__":

@@ -116,12 +116,14 @@ class OutputOptions:
 @dataclass(frozen=True, kw_only=True)
 class RuntimeOptions:
     """Where and how the networks run: device (None: cuda > mps > cpu), dtype (``auto``: bfloat16 where
-    the hardware has it, float16 on other GPUs, else float32), batch_size, compile (torch.compile)."""
+    the hardware has it, float16 on other GPUs, else float32), batch_size, compile (torch.compile),
+    backend (``torch``, or ``openvino``: the ONNX graphs run by OpenVINO on the CPU)."""
 
     device: str | None = None
     dtype: str = "auto"
     batch_size: int = 1
     compile: bool = False
+    backend: str = "torch"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -208,6 +210,23 @@ def _check_outputs(job: AnimateJob) -> None:
         check_output_folder(path)
 
 
+def _check_backend(runtime: RuntimeOptions) -> None:
+    from .engine.backends import BACKENDS, missing_openvino, openvino_installed
+
+    if runtime.backend not in BACKENDS:
+        raise FommLabError(f"backend {runtime.backend!r} is not one of {', '.join(BACKENDS)}")
+    if runtime.backend == "openvino":
+        if runtime.compile:
+            raise FommLabError("compiling applies to the torch backend; OpenVINO compiles its graphs itself",
+                               remedies=[Remedy("leave compiling off ({})", "runtime.compile", False)])
+        if runtime.device not in (None, "cpu"):
+            raise FommLabError(f"the OpenVINO backend runs on the CPU, not on device {runtime.device!r}",
+                               remedies=[Remedy("use the CPU ({})", "runtime.device", "cpu"),
+                                         Remedy("use the torch backend ({})", "runtime.backend", "torch")])
+        if not openvino_installed():
+            raise missing_openvino()
+
+
 def check_job(job: AnimateJob) -> CheckedJob:
     """Every check that needs no model, before any heavy work: the config, the photo (readable), every
     driving clip (a video with frames), the outputs (extensions, folders, writable, distinct), the
@@ -229,6 +248,7 @@ def check_job(job: AnimateJob) -> CheckedJob:
         raise FommLabError(f"crop mode {job.crop.mode!r} is not one of {', '.join(CROP_MODES)}")
     if job.runtime.batch_size < 1:
         raise FommLabError(f"batch size must be at least 1, got {job.runtime.batch_size}")
+    _check_backend(job.runtime)
     motion = job.motion
     if motion.best_frame is not None:
         if motion.best_frame < 0:
@@ -432,7 +452,7 @@ def make_animator(model: FommModel, motion: MotionOptions, runtime: RuntimeOptio
     from .engine.animator import Animator
 
     return Animator(model, relative=motion.relative, adapt_scale=motion.adapt_scale, batch_size=runtime.batch_size,
-                    dtype=runtime.dtype, compile=runtime.compile, smoothing=motion.smoothing)
+                    dtype=runtime.dtype, compile=runtime.compile, smoothing=motion.smoothing, backend=runtime.backend)
 
 
 def _composite(prepared: Prepared, streams: list[Iterator[np.ndarray]], feather: float) -> Iterator[np.ndarray]:

@@ -311,7 +311,8 @@ def test_fused_networks_match_checkpoint_networks(golden_dir, tiny_model):
     gold = np.load(golden_dir / "tiny-vox-golden.npz")
     nets = tiny_model.inference_networks()
     assert tiny_model.inference_networks() is nets  # built once per model
-    kp_fused, gen_fused = nets.kp_detector, nets.generator
+    assert tiny_model.fused and nets.kp_detector is tiny_model.kp_detector  # the model's networks are the fused ones
+    kp_fused, gen_fused = nets.kp_detector, tiny_model.generator
     to = lambda a: torch.from_numpy(a).permute(0, 3, 1, 2).float() / 255
     source, driving = to(gold["source"][None]), to(gold["driving"])
     with torch.inference_mode():

@@ -126,8 +126,9 @@ def test_checkpoint_is_in_the_official_format(trained):
 
 
 def test_saved_model_reloads_identically(trained, tmp_path):
-    first = load_model(TINY_CONFIG, trained.checkpoint, device="cpu")
-    second = load_model(TINY_CONFIG, trained.checkpoint, device="cpu")
+    # fuse=False: the checkpoint's networks as saved (state dicts with the checkpoint's names, unrounded outputs)
+    first = load_model(TINY_CONFIG, trained.checkpoint, device="cpu", fuse=False)
+    second = load_model(TINY_CONFIG, trained.checkpoint, device="cpu", fuse=False)
     frames = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(0))
 
     def outputs(model):
@@ -146,7 +147,8 @@ def test_saved_model_reloads_identically(trained, tmp_path):
     from fomm_lab.train.checkpoint import RunState
 
     again = save_checkpoint(tmp_path / "again.pth.tar", networks, optimizers, RunState(epoch=3, step=30))
-    torch.testing.assert_close(outputs(load_model(TINY_CONFIG, again, device="cpu")), outputs(first), rtol=0, atol=0)
+    torch.testing.assert_close(outputs(load_model(TINY_CONFIG, again, device="cpu", fuse=False)), outputs(first),
+                               rtol=0, atol=0)
 
 
 def test_resume_continues_exactly_where_the_run_stopped(workspace, vgg_entry):

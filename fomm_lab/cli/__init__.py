@@ -2,10 +2,10 @@
 
 Subcommands: ``animate`` (a photo driven by a video: :func:`fomm_lab.pipeline.run_job`), ``crop`` (face
 tracks of a video as square clips), ``download`` and ``models`` (pretrained checkpoints), ``lab``
-(JupyterLab on the demo notebook), and the training commands ``prepare-data``, ``train``,
-``reconstruct`` and ``animate-pairs`` (:mod:`fomm_lab.train`). Errors the package raises on purpose and file errors become one
-``fomm-lab: error: ...`` line on stderr, its advice worded as command-line flags, with any details on
-the lines after it (the traceback only with ``--debug``).
+(JupyterLab on the demo notebook), ``export`` (the networks as ONNX graphs), and the training commands
+``prepare-data``, ``train``, ``reconstruct`` and ``animate-pairs`` (:mod:`fomm_lab.train`). Errors the package
+raises on purpose and file errors become one ``fomm-lab: error: ...`` line on stderr, its advice worded as
+command-line flags, with any details on the lines after it (the traceback only with ``--debug``).
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ _FLAGS = {
     "motion.best_frame": lambda v: f"--best-frame {v}",
     "runtime.device": lambda v: f"--device {v}",
     "runtime.dtype": lambda v: f"--dtype {v}",
+    "runtime.backend": lambda v: f"--backend {v}",
+    "runtime.compile": lambda v: "--compile" if v else "without --compile",
     "model": lambda v: f"--config {v}",
     "download.url": lambda v: f"`fomm-lab download {v} --url URL`",
     "lab.allow_root": lambda v: "--allow-root",

@@ -59,7 +59,7 @@ def animate_job(args: argparse.Namespace):
     output = pipeline.OutputOptions(video=args.output, side_by_side=args.side_by_side, gif=args.gif,
                                     audio=not args.no_audio, paste_back=args.paste_back)
     runtime = pipeline.RuntimeOptions(device=args.device, dtype=args.dtype, batch_size=args.batch_size,
-                                      compile=args.compile)
+                                      compile=args.compile, backend=args.backend)
     driving = args.driving[0] if len(args.driving) == 1 else tuple(args.driving)
     return pipeline.AnimateJob(source=args.source, driving=driving, model=args.config, checkpoint=args.checkpoint,
                                cache_dir=args.cache_dir, motion=motion, crop=crop, output=output, runtime=runtime,
@@ -83,7 +83,8 @@ def animate(args: argparse.Namespace) -> int:
     chosen = dtype_name(resolve_dtype(job.runtime.dtype, model.device))
     size = model.frame_size
     print(f"model {model.name} ({size} frames) on {model.device}, {chosen}"
-          + (" (auto)" if job.runtime.dtype == "auto" else ""), flush=True)
+          + (" (auto)" if job.runtime.dtype == "auto" else "")
+          + (f", {job.runtime.backend} backend" if job.runtime.backend != "torch" else ""), flush=True)
     with tempfile.TemporaryDirectory(prefix="fomm-lab-") as workdir:
         prepared = pipeline.prepare(job, checked, Path(workdir), progress=args.progress, say=say)
         result = pipeline.animate(prepared, model, job.motion, job.output, job.runtime, job.crop, job.strict,
@@ -91,6 +92,29 @@ def animate(args: argparse.Namespace) -> int:
     for kind, path in result.outputs.items():
         what = f" ({result.frames} frames at {result.fps:g} fps)" if kind == "video" else ""
         print(f"wrote {path}{what}")
+    return 0
+
+
+def export(args: argparse.Namespace) -> int:
+    """``fomm-lab export --format onnx``: the model's ONNX graphs and manifest into a new folder."""
+    from ..engine.model import load_model
+    from ..engine.onnx import export_onnx
+    from ..errors import FommLabError
+    from ..io.atomic import check_output_folder
+
+    out: Path = args.out
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise FommLabError(f"cannot export into {out}: it exists and is not an empty folder; give a new folder name")
+    check_output_folder(out)
+    if args.checkpoint is not None and not args.checkpoint.is_file():
+        from ..errors import CheckpointError
+
+        raise CheckpointError(f"checkpoint {args.checkpoint} does not exist; check the path")
+    model = load_model(args.config, args.checkpoint, device="cpu", cache_dir=args.cache_dir, progress=args.progress)
+    exported = export_onnx(model, out, opset=args.opset)
+    for name in exported.graphs:
+        print(f"wrote {exported.path(name)}")
+    print(f"wrote {out / 'manifest.json'} ({model.name}, {model.frame_size} frames, {exported.num_kp} keypoints)")
     return 0
 
 

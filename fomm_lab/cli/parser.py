@@ -8,6 +8,7 @@ from pathlib import Path
 
 PROG = "fomm-lab"
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+BACKENDS = ("torch", "openvino")  # fomm_lab.engine.backends.BACKENDS, spelt here so that --help needs no import
 
 
 def _int_at_least(minimum: int):
@@ -154,9 +155,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=positive_int, default=1, metavar="N",
                    help="driving frames per forward pass (default 1)")
     p.add_argument("--compile", action="store_true",
-                   help="torch.compile the networks with frozen weights: faster per frame after a compilation "
-                        "of a minute or more (worth it for long clips)")
+                   help="torch.compile the networks: faster per frame after a compilation of a minute or more "
+                        "(worth it for long clips)")
+    p.add_argument("--backend", choices=BACKENDS, default="torch",
+                   help="where the networks run: PyTorch (default), or OpenVINO on their ONNX graphs on the CPU "
+                        "(pip install 'fomm-lab[openvino]')")
     p.set_defaults(command="animate")
+
+    p = sub.add_parser("export", parents=[common], help="export a model's networks as ONNX graphs",
+                       description="Write the four ONNX graphs the animation runs (keypoint detector, source "
+                                   "encoder, dense motion, generator decode) and a manifest.json into a new folder, "
+                                   "for ONNX Runtime, OpenVINO or other runtimes.")
+    p.add_argument("--format", choices=("onnx",), default="onnx", help="export format (onnx)")
+    p.add_argument("--config", default="vox",
+                   help="model: a registry name (its checkpoint is downloaded once), a shipped config name or a "
+                        "yaml file (default: vox)")
+    p.add_argument("--checkpoint", type=Path, metavar="FILE",
+                   help="weights (.pth.tar or .pdparams) instead of the registry's (needed with a yaml --config)")
+    _cache_dir(p)
+    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="the new folder to write")
+    p.add_argument("--opset", type=_int_at_least(17), default=17, help="ONNX opset (default 17, the least that works)")
+    p.set_defaults(command="export")
 
     p = sub.add_parser("crop", parents=[common], help="cut a video's face tracks into square clips",
                        description="Find the faces in VIDEO, print the plan (exactly what is run), and write the "

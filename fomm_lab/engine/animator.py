@@ -12,6 +12,7 @@ import torch
 
 from ..device import resolve_dtype
 from ..errors import FommLabError, InferenceError, Remedy
+from .backends import BACKENDS
 from .frames import frames_to_tensor, tensor_to_frames
 from .keypoints import Keypoints
 from .model import FommModel
@@ -50,11 +51,14 @@ class Animator:
                  paper, the recommended mode); False uses the driving keypoints as they are (absolute).
     adapt_scale: scale relative motion by sqrt(area(source kp hull) / area(reference kp hull)).
     batch_size:  driving frames processed together (faster on GPUs).
-    dtype:       float32 (exact), or bfloat16/float16 for the dense motion network and generator
-                 (keypoints stay float32).
+    dtype:       float32 (exact), or bfloat16/float16 for the dense motion network and generator (and, in
+                 bfloat16, the keypoint detector, whose softmax and weighted sums stay float32).
+    backend:     ``torch`` (default), or ``openvino``: the networks' ONNX graphs run by OpenVINO
+                 (``pip install fomm-lab[openvino]``; :mod:`fomm_lab.engine.openvino_backend`), in bfloat16
+                 where the CPU supports it when ``dtype`` asks for it.
     float_output: yield float32 (H, W, 3) frames in [0, 1] instead of uint8.
-    compile:     torch.compile the per-frame networks with frozen weights (faster after a
-                 compilation of a minute or more on CPU; worth it for long clips and live use).
+    compile:     torch.compile the per-frame networks (faster after a compilation of a minute or more on
+                 CPU; worth it for long clips and live use; torch backend only).
 
     The networks run in their fused inference form (:meth:`FommModel.inference_networks`), equal
     to the checkpoint's networks up to float rounding.
@@ -74,9 +78,14 @@ class Animator:
         float_output: bool = False,
         compile: bool = False,
         smoothing: float = 0.0,
+        backend: str = "torch",
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        if compile and backend != "torch":
+            raise ValueError("compile=True applies to the torch backend only (OpenVINO compiles its graphs itself)")
         self.model = model
         self.relative = relative
         self.adapt_scale = adapt_scale
@@ -84,7 +93,14 @@ class Animator:
         self.dtype = resolve_dtype(dtype, model.device)
         self.float_output = float_output
         self.smoothing = smoothing
-        self._nets = model.inference_networks(compile=compile, channels_last=self.dtype != torch.float32)
+        self.backend = backend
+        if backend == "openvino":
+            from .openvino_backend import openvino_networks
+
+            self._nets = openvino_networks(model, dtype=self.dtype)
+            self.dtype = self._nets.dtype  # float32 where the CPU has no native reduced precision
+        else:
+            self._nets = model.inference_networks(dtype=self.dtype, compile=compile)
         self._compiled = compile
         self._source: _Source | None = None
         self._source_image: np.ndarray | None = None
@@ -97,12 +113,17 @@ class Animator:
         return frames_to_tensor(frames, self.model.frame_size, self.model.device, self._nets.channels_last)
 
     def _keypoints(self, frames: list[np.ndarray], what: str) -> Keypoints:
-        return check_finite(self._nets.kp_detector(self._to_tensor(frames)), what)
+        return self._detect(self._to_tensor(frames), what)
 
-    def _autocast(self):
-        if self.dtype == torch.float32:
+    def _detect(self, tensor: torch.Tensor, what: str) -> Keypoints:
+        with self._autocast(self._nets.keypoint_dtype):
+            return check_finite(self._nets.kp_detector(tensor), what)
+
+    def _autocast(self, dtype: torch.dtype | None = None):
+        dtype = self._nets.dtype if dtype is None else dtype
+        if dtype == torch.float32 or not self._nets.autocast:
             return nullcontext()
-        return torch.autocast(device_type=self.model.device.type, dtype=self.dtype)
+        return torch.autocast(device_type=self.model.device.type, dtype=dtype)
 
     # -- stages ----------------------------------------------------------------------------
     @torch.inference_mode()
@@ -113,10 +134,10 @@ class Animator:
         if self._source is not None and self._source_image is not None and np.array_equal(image, self._source_image):
             return
         tensor = self._to_tensor([image])
-        keypoints = check_finite(self._nets.kp_detector(tensor), "the source image")
-        motion = self._nets.generator.dense_motion_network.prepare(tensor, keypoints)
+        keypoints = self._detect(tensor, "the source image")
+        motion = self._nets.prepare_motion(tensor, keypoints)
         with self._autocast():
-            features = self._nets.generator.encode(tensor)
+            features = self._nets.encode(tensor)
         self._source = _Source(keypoints, features, motion)
         self._source_image = image.copy()
         self._scale = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 from collections.abc import Callable
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import cast
 
 import torch
+from torch import nn
 
 from ..device import pick_device
 from ..errors import CheckpointError, Placeholder, Remedy, shorten
@@ -17,14 +19,21 @@ from ..geometry import Size
 from .checkpoint import checkpoint_format, describe_mismatch, mismatch, non_finite, read_checkpoint, strip_prefix
 from .config import ModelConfig, available_configs, load_config
 from .nets import KPDetector, OcclusionAwareGenerator
-from .nets.fuse import fuse_for_inference
+from .nets.fuse import enable_winograd, fuse_for_inference, mark_channels_last_output
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class FommModel:
-    """A keypoint detector and a generator built from one config, in eval mode on one device."""
+    """A keypoint detector and a generator built from one config, in eval mode on one device.
+
+    ``fused`` (the default of :func:`load_model`): the networks are in their exact inference form
+    (:func:`~fomm_lab.engine.nets.fuse.fuse_for_inference`, rewritten in place, so the checkpoint's unfused
+    blocks are not kept): they take the same inputs and give the same outputs up to float rounding, but their
+    state dicts are not the checkpoint's. ``fused=False`` keeps the checkpoint's networks (training, export of
+    the original graphs, exactness tests).
+    """
 
     kp_detector: KPDetector
     generator: OcclusionAwareGenerator
@@ -32,6 +41,7 @@ class FommModel:
     device: torch.device
     name: str = "custom"
     checkpoint: Path | None = None
+    fused: bool = False
     _inference: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -39,55 +49,125 @@ class FommModel:
         """The frame size the model was trained on; every input is brought to it."""
         return self.config.frame_size
 
-    def inference_networks(self, compile: bool = False, channels_last: bool = False) -> InferenceNetworks:
-        """The networks in their inference form, built once per variant and shared by every Animator.
-
-        Exact rewrites (BN folding, sub-pixel up-sampling; :mod:`fomm_lab.engine.nets.fuse`) always;
-        ``channels_last`` memory layout (faster for bfloat16/float16 on CPU); ``compile``:
-        torch.compile with frozen weights (the first frames take a minute or more to compile).
-        """
-        key = (compile, channels_last)
-        if key not in self._inference:
-            kp_detector = fuse_for_inference(self.kp_detector)
+    def float32_networks(self) -> tuple[KPDetector, OcclusionAwareGenerator]:
+        """The float32 networks in their inference form: the model's own when ``fused``, else a fused copy (made
+        once). Same inputs and outputs as the checkpoint's networks (up to float rounding)."""
+        if self.fused:
+            return self.kp_detector, self.generator
+        if "float32-modules" not in self._inference:
+            kp_detector = cast(KPDetector, fuse_for_inference(self.kp_detector))
             generator = cast(OcclusionAwareGenerator, fuse_for_inference(self.generator))
-            if channels_last:
-                kp_detector = kp_detector.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-                generator = generator.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-            wrap = _frozen_compile if compile else (lambda fn: fn)
-            self._inference[key] = InferenceNetworks(
-                kp_detector=wrap(kp_detector),
-                dense_motion=wrap(cast(Callable, generator.dense_motion_network)),
-                decode=wrap(generator.decode),
-                generator=generator,
-                channels_last=channels_last,
-            )
+            mark_channels_last_output(generator)
+            self._inference["float32-modules"] = (kp_detector, generator)
+        return self._inference["float32-modules"]
+
+    def inference_networks(self, *, dtype: torch.dtype = torch.float32, compile: bool = False) -> InferenceNetworks:
+        """The networks in their inference form for ``dtype``, built once per variant and shared by every Animator.
+
+        float32: the fused networks (exact rewrites, :mod:`fomm_lab.engine.nets.fuse`), with Winograd
+        convolutions on the CPU. bfloat16 / float16: one copy of the fused networks with weights in that
+        precision and channels-last layout (made once, without a float32 copy in between), run under autocast;
+        the keypoint detector runs in bfloat16 too (its softmax and weighted sums stay float32) but stays
+        float32 with float16, whose range is too small for un-normalised heatmap logits.
+        ``compile``: torch.compile of the per-frame networks (the first frames take a minute or more).
+        """
+        key = (dtype, compile)
+        if key in self._inference:
+            return self._inference[key]
+        kp_detector, generator = self._reduced(dtype) if dtype != torch.float32 else self.float32_networks()
+        if dtype == torch.float32 and self.device.type == "cpu":
+            enable_winograd(kp_detector)
+            enable_winograd(generator)
+        wrap = (lambda fn: _compiled(fn, freeze=dtype != torch.float32)) if compile else (lambda fn: fn)
+        dense_motion = generator.dense_motion_network
+        networks = InferenceNetworks(
+            kp_detector=wrap(kp_detector),
+            encode=generator.encode,
+            prepare_motion=dense_motion.prepare,
+            dense_motion=wrap(cast(Callable, dense_motion)),
+            decode=wrap(generator.decode),
+            dtype=dtype,
+            keypoint_dtype=dtype if dtype == torch.bfloat16 else torch.float32,
+            channels_last=dtype != torch.float32,
+        )
+        self._inference[key] = networks
+        return networks
+
+    def variant(self, key: object, build: Callable[[], InferenceNetworks]) -> InferenceNetworks:
+        """The inference networks cached under ``key`` (another backend's), built by ``build`` the first time."""
+        if key not in self._inference:
+            self._inference[key] = build()
         return self._inference[key]
+
+    def _reduced(self, dtype: torch.dtype) -> tuple[KPDetector, OcclusionAwareGenerator]:
+        """The fused networks with weights in ``dtype`` (channels-last), one copy per dtype."""
+        name = f"{dtype}-modules"
+        if name not in self._inference:
+            kp_detector, generator = self.float32_networks()
+            if dtype == torch.bfloat16:
+                kp_detector = cast(KPDetector, converted_copy(kp_detector, dtype))
+            self._inference[name] = (kp_detector, cast(OcclusionAwareGenerator, converted_copy(generator, dtype)))
+        return self._inference[name]
+
+
+def converted_copy(module: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """A copy of ``module`` whose floating-point parameters and buffers are in ``dtype`` (4-D ones channels-last),
+    made tensor by tensor: the module is never copied in its own precision first. Batch norms (left in the
+    residual streams of the inference form) keep float32, which CPU batch norm accepts with either input."""
+    memo: dict[int, object] = {}
+    norms = {id(t) for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+             for t in [*m.parameters(), *m.buffers()]}
+    for tensor in [*module.parameters(), *module.buffers()]:
+        if id(tensor) in memo or id(tensor) in norms:  # batch norms stay float32: they take either input dtype
+            continue
+        value = tensor.detach()
+        if value.is_floating_point():
+            layout = torch.channels_last if value.dim() == 4 else torch.contiguous_format
+            value = value.to(dtype).contiguous(memory_format=layout)
+        else:
+            value = value.clone()
+        memo[id(tensor)] = nn.Parameter(value, requires_grad=False) if isinstance(tensor, nn.Parameter) else value
+    return copy.deepcopy(module, memo)
 
 
 @dataclass(frozen=True)
 class InferenceNetworks:
-    """What :class:`~fomm_lab.engine.animator.Animator` runs.
+    """What :class:`~fomm_lab.engine.animator.Animator` runs (the torch networks, or another backend's).
 
-    kp_detector:  (N, 3, H, W) -> Keypoints, per driving frame.
-    dense_motion: (SourceMotionCache, Keypoints) -> (deformation, occlusion), per driving frame.
-    decode:       (features, deformation, occlusion) -> (N, 3, H, W), per driving frame.
-    generator:    the fused generator, for the once-per-source ``encode`` and motion ``prepare``.
+    kp_detector:    (N, 3, H, W) float32 in [0, 1] -> Keypoints (N, K, .), per driving frame.
+    encode:         source (1, 3, H, W) -> generator features (1, F, h', w'), once per source.
+    prepare_motion: (source (1, 3, H, W), its Keypoints) -> SourceMotionCache, once per source.
+    dense_motion:   (SourceMotionCache, Keypoints (N, K, .)) -> (deformation (N, h, w, 2), occlusion (N, 1, h, w)
+                    or None), per driving frame.
+    decode:         (features, deformation, occlusion) -> prediction (N, 3, H, W) in [0, 1], per driving frame.
+    dtype:          precision of encode, dense_motion and decode (run under autocast when not float32);
+    keypoint_dtype: that of kp_detector. channels_last: inputs are given in channels-last layout.
+    autocast:       the Animator wraps the calls in torch.autocast for the reduced precisions (torch backend).
     """
 
     kp_detector: Callable
+    encode: Callable
+    prepare_motion: Callable
     dense_motion: Callable
     decode: Callable
-    generator: OcclusionAwareGenerator
-    channels_last: bool
+    dtype: torch.dtype = torch.float32
+    keypoint_dtype: torch.dtype = torch.float32
+    channels_last: bool = False
+    autocast: bool = True
+    backend: str = "torch"
 
 
-def _frozen_compile(fn: Callable) -> Callable:
-    """torch.compile ``fn`` with its weights frozen as constants (inductor ``freezing``).
+def _compiled(fn: Callable, *, freeze: bool) -> Callable:
+    """torch.compile ``fn`` for fixed shapes.
 
-    The setting is patched only around each call (compilation happens inside the call)."""
-    import torch._inductor.config as inductor_config
-
+    freeze: inductor's weight freezing (patched in around each call, inside which compilation happens). It lets
+    oneDNN pre-pack the weights and fuse convolution + ReLU, at the price of a second, packed copy of the
+    weights: worth it for the reduced precisions (their copy is half the size), not for float32, whose Winograd
+    convolutions the compiler runs as they are (float32 freezing would add ~250 MB on vox-256)."""
     compiled = torch.compile(fn, dynamic=False)
+    if not freeze:
+        return compiled
+    import torch._inductor.config as inductor_config
 
     def call(*args):
         with inductor_config.patch(freezing=True):
@@ -173,6 +253,7 @@ def load_model(
     device: str | torch.device | None = None,
     cache_dir: str | Path | None = None,
     progress: bool = True,
+    fuse: bool = True,
 ) -> FommModel:
     """Build a FOMM model and load its weights.
 
@@ -183,6 +264,8 @@ def load_model(
     registry name uses the registry; None with a config name or path leaves random weights (for tests and
     benchmarks; a warning says so). The config decides the semantics (PaddleGAN's for its yaml layout).
     device: None picks cuda > mps > cpu.
+    fuse: rewrite the networks in place into their exact inference form (:attr:`FommModel.fused`); False keeps
+    the checkpoint's networks as they are (for training, or to compare against).
     """
     from ..hub.registry import MODELS
 
@@ -205,6 +288,16 @@ def load_model(
         log.warning("fomm_lab: no checkpoint given for config %s: the model has random weights", label)
     kp_detector.to(chosen).eval().requires_grad_(False)
     generator.to(chosen).eval().requires_grad_(False)
+    if fuse:
+        fuse_networks(kp_detector, generator)
     name = entry.name if entry is not None and entry.config is not None else Path(str(config)).stem
     return FommModel(kp_detector, generator, cfg, chosen, name=name,
-                     checkpoint=Path(checkpoint) if checkpoint is not None else None)
+                     checkpoint=Path(checkpoint) if checkpoint is not None else None, fused=fuse)
+
+
+def fuse_networks(kp_detector: KPDetector, generator: OcclusionAwareGenerator) -> None:
+    """Rewrite both networks in place into their exact inference form (each unfused block is freed as soon as
+    its replacement exists)."""
+    fuse_for_inference(kp_detector, inplace=True)
+    fuse_for_inference(generator, inplace=True)
+    mark_channels_last_output(generator)

@@ -9,7 +9,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..keypoints import Keypoints
-from .blocks import AntiAliasInterpolation2d, DownBlock2d, Hourglass, UpBlock2d, coordinate_grid, gaussian_heatmaps
+from .blocks import (
+    AntiAliasInterpolation2d,
+    DownBlock2d,
+    Hourglass,
+    UpBlock2d,
+    coordinate_grid,
+    gaussian_heatmaps,
+    inverse_2x2,
+)
 from .mobile import MobileDownBlock2d, MobileUpBlock2d, conv_stack
 
 
@@ -96,7 +104,7 @@ class DenseMotionNetwork(nn.Module):
         identity = identity.view(1, 1, h, w, 2)
         coords = identity - kp_driving.value.view(n, self.num_kp, 1, 1, 2)
         if kp_driving.jacobian is not None:
-            jac = torch.matmul(kp_source.jacobian, torch.inverse(kp_driving.jacobian))
+            jac = torch.matmul(kp_source.jacobian, inverse_2x2(kp_driving.jacobian))
             coords = torch.einsum("nkij,nkhwj->nkhwi", jac.expand(n, -1, -1, -1), coords)
         driving_to_source = coords + kp_source.value.view(-1, self.num_kp, 1, 1, 2)
         return torch.cat([identity.expand(n, 1, h, w, 2), driving_to_source.expand(n, -1, -1, -1, -1)], dim=1)

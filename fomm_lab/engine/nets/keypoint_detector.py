@@ -18,7 +18,8 @@ class KPDetector(nn.Module):
     a softmax with ``temperature`` over each heatmap gives a distribution whose mean is the
     keypoint (x, y) in [-1, 1]. The jacobian head predicts 4 channels per jacobian map; each
     keypoint's jacobian is the heatmap-weighted sum of its map (one shared map when
-    ``single_jacobian_map``).
+    ``single_jacobian_map``). The fused inference form (:func:`~fomm_lab.engine.nets.fuse.fuse_for_inference`)
+    replaces the head by one that applies its linear map after the weighted sum.
 
     ``mobile_net``: PaddleGAN's mobile topology (:mod:`.mobile`): depthwise-separable hourglass blocks,
     each 7x7 head replaced by three linear 3x3 convolutions, the 3x3 anti-alias kernel.
@@ -73,11 +74,16 @@ class KPDetector(nn.Module):
         features = self.predictor(x)
         logits = self.kp(features)
         n, k, h, w = logits.shape
-        heatmap = F.softmax(logits.view(n, k, -1).float() / self.temperature, dim=2).view(n, k, h, w)
-        grid = coordinate_grid(h, w, device=heatmap.device, dtype=heatmap.dtype)
-        value = torch.einsum("nkhw,hwc->nkc", heatmap, grid)
+        with torch.autocast(x.device.type, enabled=False):  # the softmax and weighted sums in float32 always
+            heatmap = F.softmax(logits.view(n, k, -1).float() / self.temperature, dim=2).view(n, k, h, w)
+            grid = coordinate_grid(h, w, device=heatmap.device, dtype=heatmap.dtype)
+            value = torch.einsum("nkhw,hwc->nkc", heatmap, grid)
         if self.jacobian is None:
             return Keypoints(value, None)
-        maps = self.jacobian(features).float().view(n, self.num_jacobian_maps, 4, h, w)
-        jacobian = torch.einsum("nkhw,nkchw->nkc", heatmap, maps.expand(n, k, 4, h, w))
+        if getattr(self.jacobian, "takes_heatmaps", False):  # the inference form that pools first (the same
+            jacobian = self.jacobian(features, heatmap)      # sums, reordered: fuse.PooledJacobianHead)
+        else:
+            maps = self.jacobian(features).float().view(n, self.num_jacobian_maps, 4, h, w)
+            with torch.autocast(x.device.type, enabled=False):
+                jacobian = torch.einsum("nkhw,nkchw->nkc", heatmap, maps.expand(n, k, 4, h, w))
         return Keypoints(value, jacobian.view(n, k, 2, 2))

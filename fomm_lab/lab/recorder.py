@@ -94,8 +94,9 @@ class WebcamRecorder(anywidget.AnyWidget):
 
     def _frame(self, index: int, frame: np.ndarray) -> None:
         """Record a camera frame. While a camera warms up it repeats one (often blocky) frame: such a
-        leading run is dropped, so the recording, and its first frame (the default reference for
-        relative motion), start with the first new frame. A still scene is kept from its first frame."""
+        leading run of repeats is dropped, so the recording, and its first frame (the default reference
+        for relative motion), start with the first new frame. A first frame that is not repeated, and a
+        still scene, are kept from the first frame."""
         assert self._writer is not None
         if self._warming:
             self._seen += 1
@@ -107,7 +108,7 @@ class WebcamRecorder(anywidget.AnyWidget):
             if not fresh and self._seen < WARMUP_FRAMES:
                 return
             self._warming = False
-            if fresh:
+            if fresh and self._seen > 2:  # a run of repeats came before this frame: drop it
                 self._offset = index
             else:
                 assert self._first is not None

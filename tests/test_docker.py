@@ -191,8 +191,8 @@ def test_install_script_reads_the_torch_requirement_from_pyproject(tmp_path):
 
 
 def test_install_script_deps_only_installs_what_pyproject_lists_but_not_the_package():
-    """--deps-only: the dependencies and the extras' (fomm-lab[lab] in "test" expanded), from
-    pyproject.toml alone; here all are installed already, so pip only confirms them."""
+    """--deps-only: the dependencies and the extras' (fomm-lab[lab], fomm-lab[openvino] in "test"
+    expanded), from pyproject.toml alone; here all are installed already, so pip only confirms them."""
     optional = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     env = {**os.environ, "PYTHON": sys.executable}
     result = subprocess.run(["bash", "-x", INSTALL, "--deps-only", "torch", "test"], cwd=REPO, env=env,
@@ -200,7 +200,9 @@ def test_install_script_deps_only_installs_what_pyproject_lists_but_not_the_pack
     assert result.returncode == 0, result.stderr
     deps_call = shlex.split([line for line in result.stderr.splitlines() if "-m pip install" in line][-1])
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    expected = project["dependencies"] + optional["lab"] + [d for d in optional["test"] if not d.startswith("fomm-lab")]
+    expected = project["dependencies"] + [d for extra in ("test", "lab", "openvino") for d in optional[extra]
+                                          if not d.startswith("fomm-lab")]
+    assert sorted(d for d in optional["test"] if d.startswith("fomm-lab")) == ["fomm-lab[lab]", "fomm-lab[openvino]"]
     assert sorted(deps_call[deps_call.index("--no-cache-dir") + 1:]) == sorted(expected)
 
 

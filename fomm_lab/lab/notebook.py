@@ -377,32 +377,38 @@ class NotebookLab:
             return comparison
         return None
 
-    def local_camera(self, camera: int | str) -> Any:
-        """Animate from a camera on the kernel's machine (e.g. ``docker run --device /dev/video0``)."""
+    def _live_animator(self) -> Any:
+        """An Animator for live use (relative motion with adapted scale), or None (and a waiting line) before a
+        photo is chosen."""
         from .. import pipeline
-        from .local_camera import LocalCamera
 
         if self.source is None:
             self.waiting("a photo: run the photo cell above first")
             return None
         assert self.job is not None
-        animator = pipeline.make_animator(self.model(), replace(self.job.motion, relative=True, adapt_scale=True),
-                                          self.job.runtime)
+        return pipeline.make_animator(self.model(), replace(self.job.motion, relative=True, adapt_scale=True),
+                                      self.job.runtime)
+
+    def local_camera(self, camera: int | str) -> Any:
+        """Animate from a camera on the kernel's machine (e.g. ``docker run --device /dev/video0``)."""
+        from .local_camera import LocalCamera
+
+        animator = self._live_animator()
+        if animator is None:
+            return None
+        assert self.source is not None
         with self.step("Starting the local camera"):
             return LocalCamera(animator, self.source.images[0], camera=camera).start()
         return None
 
     def live(self) -> Any:
         """The live animator on the photo's face crop (browser camera)."""
-        from .. import pipeline
         from .live_animator import LiveAnimator
 
-        if self.source is None:
-            self.waiting("a photo: run the photo cell above first")
+        animator = self._live_animator()
+        if animator is None:
             return None
-        assert self.job is not None
-        animator = pipeline.make_animator(self.model(), replace(self.job.motion, relative=True, adapt_scale=True),
-                                          self.job.runtime)
+        assert self.source is not None
         widget = LiveAnimator(animator, self.source.images[0], output_dir=self.output_dir, landmarker=self.landmarks())
         _display(widget)
         return widget

@@ -112,7 +112,8 @@ def test_a_mismatch_says_what_to_do_first(golden_dir, capsys, media, tmp_path):
                  str(golden_dir / "tiny-mgif-cpk.pth.tar"), "-q"]) == 1
     lines = capsys.readouterr().err.splitlines()
     assert "no shipped config fits it: give the yaml config it was trained with (--config CONFIG.yaml)" in lines[0]
-    assert len(lines[0]) < 300
+    paths = len(str(golden_dir / "tiny-vox.yaml")) + len(str(golden_dir / "tiny-mgif-cpk.pth.tar"))
+    assert len(lines[0]) - paths < 200  # short, wherever the clone lies
     assert lines[1].startswith("  kp_detector: shape (file vs config) (2):")
 
 

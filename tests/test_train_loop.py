@@ -42,13 +42,7 @@ OFFICIAL_KEYS = {"generator", "kp_detector", "discriminator", "optimizer_generat
                  "optimizer_discriminator", "epoch"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tests share two busy cores: one torch thread is several times faster than two fighting for them."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

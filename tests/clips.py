@@ -164,3 +164,14 @@ def make_tone_after(path: str | Path, silent_s: float = 1.0, tone_s: float = 1.0
     _run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi",
           "-i", f"aevalsrc={expr}:s=44100:d={silent_s + tone_s}", "-c:a", "aac", str(path)])
     return path
+
+
+def photo_and_clip(folder: Path, seconds: float) -> dict[str, Path]:
+    """The astronaut photo (``photo.png``) and a 320x240, 10 fps face clip with sound (``driving.mp4``) in
+    ``folder``: the real media the CLI tests animate."""
+    from PIL import Image
+    from skimage import data
+
+    Image.fromarray(data.astronaut()).save(folder / "photo.png")
+    make_face_clip(folder / "driving.mp4", seconds=seconds, fps=10, size=(320, 240), audio=True)
+    return {"photo": folder / "photo.png", "driving": folder / "driving.mp4"}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from clips import make_face_clip
+from clips import make_face_clip, photo_and_clip
 from test_cli import assert_one_line_error, run_module
 
 from fomm_lab import Animator
@@ -31,13 +31,7 @@ def _no_face_alignment_weights(tmp_path_factory, monkeypatch):
 
 @pytest.fixture(scope="module")
 def media(tmp_path_factory) -> dict[str, Path]:
-    from PIL import Image
-    from skimage import data
-
-    folder = tmp_path_factory.mktemp("animate-media")
-    Image.fromarray(data.astronaut()).save(folder / "photo.png")
-    make_face_clip(folder / "driving.mp4", seconds=0.4, fps=10, size=(320, 240), audio=True)
-    return {"photo": folder / "photo.png", "driving": folder / "driving.mp4"}
+    return photo_and_clip(tmp_path_factory.mktemp("animate-media"), seconds=0.4)
 
 
 def model_args(tiny_vox) -> list[str]:

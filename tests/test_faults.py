@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from clips import make_face_clip
+from clips import make_face_clip, photo_and_clip
 from httpserver import LocalServer
 
 from fomm_lab.errors import CheckpointError, DownloadError, InferenceError, MediaError
@@ -50,13 +50,7 @@ def model_args(tiny_vox) -> list[str]:
 
 @pytest.fixture(scope="module")
 def media(tmp_path_factory) -> dict[str, Path]:
-    from PIL import Image
-    from skimage import data
-
-    folder = tmp_path_factory.mktemp("fault-media")
-    Image.fromarray(data.astronaut()).save(folder / "photo.png")
-    make_face_clip(folder / "driving.mp4", seconds=2, fps=10, size=(320, 240), audio=True)
-    return {"photo": folder / "photo.png", "driving": folder / "driving.mp4"}
+    return photo_and_clip(tmp_path_factory.mktemp("fault-media"), seconds=2)
 
 
 def in_tmpfs(folder: Path, size: str, read_only: bool = False) -> list[str]:

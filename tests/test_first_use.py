@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from clips import make_face_clip
+from clips import photo_and_clip
 from test_cli_lab import free_port, lab_env, wait_for_url
 
 from fomm_lab.cli import main, render_error
@@ -31,13 +31,7 @@ def _no_face_alignment_weights(tmp_path_factory, monkeypatch):
 
 @pytest.fixture(scope="module")
 def media(tmp_path_factory) -> dict[str, Path]:
-    from PIL import Image
-    from skimage import data
-
-    folder = tmp_path_factory.mktemp("first-use")
-    Image.fromarray(data.astronaut()).save(folder / "photo.png")
-    make_face_clip(folder / "driving.mp4", seconds=2, fps=10, size=(320, 240), audio=True)
-    return {"photo": folder / "photo.png", "driving": folder / "driving.mp4"}
+    return photo_and_clip(tmp_path_factory.mktemp("first-use"), seconds=2)
 
 
 def run(*args: str, cwd: Path | None = None, **env: str) -> tuple[subprocess.CompletedProcess, float]:

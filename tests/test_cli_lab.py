@@ -85,6 +85,16 @@ def get(url: str) -> tuple[int, bytes]:
         return exc.code, b""
 
 
+def _connections(process) -> list:
+    """A process's internet sockets; none once it has ended (the lab starts short-lived helpers)."""
+    import psutil
+
+    try:
+        return process.net_connections("inet")
+    except psutil.NoSuchProcess:
+        return []
+
+
 @pytest.mark.slow
 def test_lab_serves_the_notebook_on_localhost_with_a_token(lab_root, tmp_path):
     import psutil
@@ -103,7 +113,7 @@ def test_lab_serves_the_notebook_on_localhost_with_a_token(lab_root, tmp_path):
         assert get(f"{base}/api/contents/notebooks/demo.ipynb?token={'0' * 48}")[0] == 403
         assert get(f"{base}/lab/tree/notebooks/demo.ipynb?token={token}")[0] == 200
         listening = {c.laddr.ip for child in psutil.Process(proc.pid).children(recursive=True)
-                     for c in child.net_connections("inet") if c.status == psutil.CONN_LISTEN}
+                     for c in _connections(child) if c.status == psutil.CONN_LISTEN}
         assert listening == {"127.0.0.1"}
         jupyter = psutil.Process(proc.pid).children(recursive=True)
 

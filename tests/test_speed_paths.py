@@ -108,19 +108,43 @@ def test_fused_conv_uses_winograd_only_where_it_pays():
     torch.manual_seed(0)
     conv = torch.nn.Conv2d(32, 32, 3, padding=1).eval()
     fused = FusedConv.from_conv(conv)
-    assert enable_winograd(fused) == 1 and fused.winograd is not None
+    assert enable_winograd(fused) == 1 and fused.winograd is None  # allowed; the transform is made on first use
     big, small = torch.randn(1, 32, 40, 40), torch.randn(1, 32, 8, 8)
     assert fused._use_winograd(big) and not fused._use_winograd(small)
     assert not fused._use_winograd(big.bfloat16())
     with torch.inference_mode():
+        assert torch.equal(fused(small), F.conv2d(small, fused.weight, fused.bias, padding=1))
+        assert fused.winograd is None  # small inputs run directly and make no transform
         exact = F.conv2d(big.double(), conv.weight.double(), conv.bias.double(), padding=1)
         direct_error = float((conv(big).double() - exact).abs().max())
         assert float((fused(big).double() - exact).abs().max()) <= _winograd_bound(direct_error, exact)
-        assert torch.equal(fused(small), F.conv2d(small, fused.weight, fused.bias, padding=1))
+        assert fused.winograd is not None
     wide = FusedConv.from_conv(torch.nn.Conv2d(512, 512, 3, padding=1))
     assert not wide.enable_winograd()  # its transform would cost 36 MB for maps of 8x8 pixels
     copied = __import__("copy").deepcopy(fused)
     assert copied.winograd is None  # derived data: copies leave it out
+
+
+def test_a_model_makes_only_the_winograd_transforms_its_frame_size_uses(tiny_vox, golden_dir):
+    """Transforms are made for the convolutions whose inputs, at the model's frame size, are in Winograd's
+    range; the others (here the generator's full-resolution encoder) hold none."""
+    model = load_model(*tiny_vox, device="cpu")
+    gold = np.load(golden_dir / "tiny-vox-golden.npz")
+    nets = [model.kp_detector, model.generator]
+    model.inference_networks()
+    convs = [m for net in nets for m in net.modules() if isinstance(m, FusedConv)]
+    assert all(m.winograd is None for m in convs) and sum(m.winograd_allowed for m in convs) > 20
+    in_range = set()
+    hooks = [m.register_forward_pre_hook(lambda m, args: in_range.add(m) if m._use_winograd(args[0]) else None)
+             for m in convs]
+    list(Animator(model).animate(gold["source"], gold["driving"][:2]))
+    for hook in hooks:
+        hook.remove()
+    planned = {m for m in convs if m.winograd is not None}
+    assert planned == in_range
+    first = model.generator.down_blocks[0].conv  # 256x256 outputs: beyond Winograd's range
+    assert first.winograd_allowed and first.winograd is None
+    assert len(planned) < sum(m.winograd_allowed for m in convs)  # some allowed layers never see such inputs
 
 
 # ------------------------------------------------------------------------------------ the blocks

@@ -17,7 +17,9 @@
   heatmap-weighted sum: sum_z H_k(z) J_k(z) = W_k . (sum_z H_k(z) F(z + .)) + b_k, because the
   heatmaps sum to 1 (:class:`PooledJacobianHead`; 4x fewer operations for K jacobian maps).
 * In float32 on the CPU, 3x3 and 2x2 convolutions on large enough inputs by Winograd's minimal
-  filtering (:mod:`.winograd`, once :func:`enable_winograd` has made the kernel transforms).
+  filtering (:mod:`.winograd`, once :func:`enable_winograd` has allowed it). Each kernel transform is made
+  the first time its convolution gets such an input, so a model only holds the transforms its frame size
+  uses: of the 144 MB the eligible layers of vox-256 / vox-512 would take, 128 MB / 19 MB.
 
 Results equal the original networks up to float rounding (~1e-6; measured in tests/test_speed_paths.py).
 Any block class with a ``fused()`` method is replaced by what that method returns.
@@ -36,7 +38,7 @@ from .blocks import AntiAliasInterpolation2d, DownBlock2d, ResBlock2d, SameBlock
 from .winograd import WinogradPlan
 
 WINOGRAD_MAX_KERNEL_ELEMENTS = 2_400_000
-"""Largest transformed kernel (n*n*Cout*Cin floats, ~9.6 MB) made by :func:`enable_winograd`: the wide layers
+"""Largest transformed kernel (n*n*Cout*Cin floats, ~9.6 MB) allowed by :func:`enable_winograd`: the wide layers
 of the hourglasses run at 8x8 or less, where Winograd does not pay, and would cost the most memory."""
 
 WINOGRAD_MIN_PIXELS = 32 * 32
@@ -58,9 +60,10 @@ class FusedConv(nn.Module):
     """A convolution with batch norm folded in: ``weight`` (Cout, Cin / groups, kh, kw), ``bias`` (Cout,), zero
     ``padding``, ``stride``, ``dilation``, ``groups`` as the convolution it replaces.
 
-    With a Winograd plan (:func:`enable_winograd`; stride-1, undilated, ungrouped 3x3 and 2x2 convolutions)
-    float32 CPU inputs of a profitable size are convolved by Winograd's algorithm. The plan is derived data:
-    copies and pickles leave it out.
+    Once allowed (:func:`enable_winograd`; stride-1, undilated, ungrouped 3x3 and 2x2 convolutions), float32
+    CPU inputs of a profitable size are convolved by Winograd's algorithm; the plan (kernel transform) is made
+    by the first such call that runs eagerly (a compiler tracing the module uses the plan made before, or the
+    direct convolution when there is none). The plan is derived data: copies and pickles leave it out.
     """
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor, padding: int | tuple[int, int], *,
@@ -72,6 +75,7 @@ class FusedConv(nn.Module):
         self.stride = stride
         self.dilation = dilation
         self.groups = groups
+        self.winograd_allowed = False
         self.winograd: WinogradPlan | None = None
 
     @classmethod
@@ -91,8 +95,8 @@ class FusedConv(nn.Module):
         return {**state, "winograd": None}
 
     def enable_winograd(self) -> bool:
-        """Make the Winograd kernel transform when this convolution has a square 3x3 or 2x2 kernel, symmetric
-        padding and a transform of at most :data:`WINOGRAD_MAX_KERNEL_ELEMENTS`; True when it did."""
+        """Allow Winograd's algorithm when this convolution has a square 3x3 or 2x2 float32 kernel, symmetric
+        padding and a transform of at most :data:`WINOGRAD_MAX_KERNEL_ELEMENTS`; True when it does."""
         cout, cin, kh, kw = self.weight.shape
         if kh != kw or kh not in (2, 3) or not isinstance(self.padding, int):
             return False
@@ -101,24 +105,25 @@ class FusedConv(nn.Module):
         plan_size = (kh + (4 if kh == 3 else 3) - 1) ** 2 * cout * cin
         if plan_size > WINOGRAD_MAX_KERNEL_ELEMENTS or self.weight.dtype != torch.float32:
             return False
-        if self.winograd is None:
-            self.winograd = WinogradPlan(self.weight)
+        self.winograd_allowed = True
         return True
 
     def _use_winograd(self, x: torch.Tensor) -> bool:
-        plan = self.winograd
-        if plan is None or x.dtype != torch.float32 or x.device.type != "cpu" or x.dim() != 4:
+        if not self.winograd_allowed or self.weight.dtype != torch.float32 or x.dtype != torch.float32:
             return False
-        if torch.is_autocast_enabled("cpu") or plain_ops():
+        if x.device.type != "cpu" or x.dim() != 4 or torch.is_autocast_enabled("cpu") or plain_ops():
             return False
-        pad = self.padding if isinstance(self.padding, int) else 0
-        pixels = (x.shape[2] + 2 * pad - plan.r + 1) * (x.shape[3] + 2 * pad - plan.r + 1)
+        pad, r = self.padding if isinstance(self.padding, int) else 0, self.weight.shape[-1]
+        pixels = (x.shape[2] + 2 * pad - r + 1) * (x.shape[3] + 2 * pad - r + 1)
         return WINOGRAD_MIN_PIXELS <= pixels <= WINOGRAD_MAX_PIXELS
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._use_winograd(x):
-            assert self.winograd is not None
-            return self.winograd(x, self.bias, self.padding)
+            if self.winograd is None and not torch.compiler.is_compiling():
+                self.winograd = WinogradPlan(self.weight)
+            if self.winograd is not None:
+                assert isinstance(self.padding, int)  # enable_winograd allows symmetric padding only
+                return self.winograd(x, self.bias, self.padding)
         return F.conv2d(x, self.weight, self.bias, stride=self.stride, padding=self.padding, dilation=self.dilation,
                         groups=self.groups)
 
@@ -350,8 +355,8 @@ def fuse_for_inference(module: nn.Module, *, inplace: bool = False) -> nn.Module
 
 
 def enable_winograd(module: nn.Module) -> int:
-    """Make the Winograd kernel transforms of the float32 fused convolutions under ``module`` that can use them
-    (:meth:`FusedConv.enable_winograd`); returns how many."""
+    """Allow Winograd's algorithm in the float32 fused convolutions under ``module`` that can use it
+    (:meth:`FusedConv.enable_winograd`; their transforms are made on first use); returns how many."""
     return sum(1 for m in module.modules() if isinstance(m, FusedConv) and m.enable_winograd())
 
 

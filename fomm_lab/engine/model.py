@@ -75,12 +75,11 @@ class FommModel:
         if key in self._inference:
             return self._inference[key]
         kp_detector, generator = self._reduced(dtype) if dtype != torch.float32 else self.float32_networks()
-        winograd = dtype == torch.float32 and self.device.type == "cpu"
-        if winograd:
+        if dtype == torch.float32 and self.device.type == "cpu":
             enable_winograd(kp_detector)
             enable_winograd(generator)
         freeze = dtype != torch.float32
-        wrap = (lambda fn: _compiled(fn, winograd=winograd, freeze=freeze)) if compile else (lambda fn: fn)
+        wrap = (lambda fn: _compiled(fn, freeze=freeze)) if compile else (lambda fn: fn)
         dense_motion = generator.dense_motion_network
         networks = InferenceNetworks(
             kp_detector=wrap(kp_detector),
@@ -159,29 +158,21 @@ class InferenceNetworks:
     backend: str = "torch"
 
 
-def _compiled(fn: Callable, *, winograd: bool, freeze: bool) -> Callable:
+def _compiled(fn: Callable, *, freeze: bool) -> Callable:
     """torch.compile ``fn`` for fixed shapes.
 
-    winograd (float32 on the CPU): the first call also runs ``fn`` eagerly, once, before compiling, to make the
-    Winograd kernel transforms this input size uses (:class:`~fomm_lab.engine.nets.fuse.FusedConv`), which the
-    compiled graph then calls as they are; its result is dropped, so every output comes from the compiled graph
-    (whose output strides the next graph's guards expect).
     freeze: inductor's weight freezing (patched in around each call, inside which compilation happens). It lets
     oneDNN pre-pack the weights and fuse convolution + ReLU, at the price of a second, packed copy of the
     weights: worth it for the reduced precisions (their copy is half the size), not for float32 (~250 MB more
-    on vox-256)."""
+    on vox-256). Without it, the graphs compute the Winograd kernel transforms per call (float32 on the CPU,
+    :class:`~fomm_lab.engine.nets.fuse.FusedConv`), so a compiled model keeps no transforms either."""
     import torch._inductor.config as inductor_config
 
     compiled = torch.compile(fn, dynamic=False)
-    make_plans = winograd
+    if not freeze:
+        return compiled
 
     def call(*args):
-        nonlocal make_plans
-        if make_plans:
-            make_plans = False
-            fn(*args)
-        if not freeze:
-            return compiled(*args)
         with inductor_config.patch(freezing=True):
             return compiled(*args)
 

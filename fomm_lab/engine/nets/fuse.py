@@ -17,9 +17,10 @@
   heatmap-weighted sum: sum_z H_k(z) J_k(z) = W_k . (sum_z H_k(z) F(z + .)) + b_k, because the
   heatmaps sum to 1 (:class:`PooledJacobianHead`; 4x fewer operations for K jacobian maps).
 * In float32 on the CPU, 3x3 and 2x2 convolutions on large enough inputs by Winograd's minimal
-  filtering (:mod:`.winograd`, once :func:`enable_winograd` has allowed it). Each kernel transform is made
-  the first time its convolution gets such an input, so a model only holds the transforms its frame size
-  uses: of the 144 MB the eligible layers of vox-256 / vox-512 would take, 128 MB / 19 MB.
+  filtering (:mod:`.winograd`, once :func:`enable_winograd` has allowed it). Eagerly, each kernel transform
+  is made the first time its convolution gets such an input and kept, so a model only holds the transforms
+  its frame size uses: of the 144 MB the eligible layers of vox-256 / vox-512 would take, 128 MB / 19 MB.
+  A compiled graph computes them per call instead (a few % of the convolution time) and holds none.
 
 Results equal the original networks up to float rounding (~1e-6; measured in tests/test_speed_paths.py).
 Any block class with a ``fused()`` method is replaced by what that method returns.
@@ -35,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .blocks import AntiAliasInterpolation2d, DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d
-from .winograd import WinogradPlan
+from .winograd import TILE_FOR_KERNEL, WinogradPlan
 
 WINOGRAD_MAX_KERNEL_ELEMENTS = 2_400_000
 """Largest transformed kernel (n*n*Cout*Cin floats, ~9.6 MB) allowed by :func:`enable_winograd`: the wide layers
@@ -61,9 +62,10 @@ class FusedConv(nn.Module):
     ``padding``, ``stride``, ``dilation``, ``groups`` as the convolution it replaces.
 
     Once allowed (:func:`enable_winograd`; stride-1, undilated, ungrouped 3x3 and 2x2 convolutions), float32
-    CPU inputs of a profitable size are convolved by Winograd's algorithm; the plan (kernel transform) is made
-    by the first such call that runs eagerly (a compiler tracing the module uses the plan made before, or the
-    direct convolution when there is none). The plan is derived data: copies and pickles leave it out.
+    CPU inputs of a profitable size are convolved by Winograd's algorithm (``winograd``: its transforms). The
+    kernel transform (``winograd_kernels``, 4x the weight) is made by the first such call that runs eagerly and
+    kept; it is derived data, which copies and pickles leave out. Under a compiler the graph computes it per
+    call, so a compiled model holds none.
     """
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor, padding: int | tuple[int, int], *,
@@ -75,8 +77,8 @@ class FusedConv(nn.Module):
         self.stride = stride
         self.dilation = dilation
         self.groups = groups
-        self.winograd_allowed = False
         self.winograd: WinogradPlan | None = None
+        self.winograd_kernels: torch.Tensor | None = None
 
     @classmethod
     def from_conv(cls, conv: nn.Conv2d, norm: nn.BatchNorm2d | None = None) -> FusedConv:
@@ -92,24 +94,24 @@ class FusedConv(nn.Module):
 
     def __getstate__(self):
         state = super().__getstate__()
-        return {**state, "winograd": None}
+        return {**state, "winograd_kernels": None}
 
     def enable_winograd(self) -> bool:
         """Allow Winograd's algorithm when this convolution has a square 3x3 or 2x2 float32 kernel, symmetric
-        padding and a transform of at most :data:`WINOGRAD_MAX_KERNEL_ELEMENTS`; True when it does."""
+        padding and a kernel transform of at most :data:`WINOGRAD_MAX_KERNEL_ELEMENTS`; True when it does."""
         cout, cin, kh, kw = self.weight.shape
         if kh != kw or kh not in (2, 3) or not isinstance(self.padding, int):
             return False
         if self.groups != 1 or self.stride != 1 or self.dilation != 1:
             return False
-        plan_size = (kh + (4 if kh == 3 else 3) - 1) ** 2 * cout * cin
+        plan_size = (kh + TILE_FOR_KERNEL[kh] - 1) ** 2 * cout * cin
         if plan_size > WINOGRAD_MAX_KERNEL_ELEMENTS or self.weight.dtype != torch.float32:
             return False
-        self.winograd_allowed = True
+        self.winograd = WinogradPlan(kh, device=self.weight.device)
         return True
 
     def _use_winograd(self, x: torch.Tensor) -> bool:
-        if not self.winograd_allowed or self.weight.dtype != torch.float32 or x.dtype != torch.float32:
+        if self.winograd is None or self.weight.dtype != torch.float32 or x.dtype != torch.float32:
             return False
         if x.device.type != "cpu" or x.dim() != 4 or torch.is_autocast_enabled("cpu") or plain_ops():
             return False
@@ -119,11 +121,15 @@ class FusedConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._use_winograd(x):
-            if self.winograd is None and not torch.compiler.is_compiling():
-                self.winograd = WinogradPlan(self.weight)
-            if self.winograd is not None:
-                assert isinstance(self.padding, int)  # enable_winograd allows symmetric padding only
-                return self.winograd(x, self.bias, self.padding)
+            plan = self.winograd
+            assert plan is not None and isinstance(self.padding, int)  # enable_winograd allows symmetric padding only
+            if torch.compiler.is_compiling():
+                kernels = plan.kernels(self.weight)  # in the graph, freed after use
+            else:
+                if self.winograd_kernels is None:
+                    self.winograd_kernels = plan.kernels(self.weight)
+                kernels = self.winograd_kernels
+            return plan(x, kernels, self.bias, self.padding)
         return F.conv2d(x, self.weight, self.bias, stride=self.stride, padding=self.padding, dilation=self.dilation,
                         groups=self.groups)
 

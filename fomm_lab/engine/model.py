@@ -78,8 +78,7 @@ class FommModel:
         if dtype == torch.float32 and self.device.type == "cpu":
             enable_winograd(kp_detector)
             enable_winograd(generator)
-        freeze = dtype != torch.float32
-        wrap = (lambda fn: _compiled(fn, freeze=freeze)) if compile else (lambda fn: fn)
+        wrap = (lambda fn: _compiled(fn, freeze=dtype != torch.float32)) if compile else (lambda fn: fn)
         dense_motion = generator.dense_motion_network
         networks = InferenceNetworks(
             kp_detector=wrap(kp_detector),

@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 
 from fomm_lab import Animator, FommLabError, load_model
-from fomm_lab.engine.model import build_networks
+from fomm_lab.engine import model as model_module
+from fomm_lab.engine.model import InFloat32, build_networks
 from fomm_lab.engine.motion import normalize_keypoints
 from fomm_lab.engine.nets import fuse
 from fomm_lab.engine.nets.blocks import (
@@ -348,6 +349,30 @@ def test_model_keeps_one_set_of_weights(tiny_vox):
     assert all(t.dtype == torch.float32 for t in model.generator.parameters())  # ... and the model is untouched
     assert not any(isinstance(m, FusedConv) and m.winograd_kernels is not None for m in bf16.modules())
     assert model.inference_networks(dtype=torch.float16).kp_detector is model.kp_detector  # float32 keypoints
+
+
+@pytest.mark.parametrize("dtype, native, island", [(torch.bfloat16, False, True), (torch.bfloat16, True, False),
+                                                   (torch.float16, True, True)])
+def test_emulated_reduced_precision_keeps_the_output_layer_float32(tiny_vox, monkeypatch, dtype, native, island):
+    """Where the CPU emulates the reduced precision (bfloat16 without AVX512-BF16/AMX; float16 always), the
+    generator's final convolution keeps float32 weights and computes in float32 (exactly the float32 convolution
+    of its input); every other generator weight is in the reduced precision."""
+    monkeypatch.setattr(model_module, "cpu_has_native_bfloat16", lambda: native)
+    model = load_model(*tiny_vox, device="cpu")
+    generator = model.inference_networks(dtype=dtype).decode.__self__
+    assert isinstance(generator.final, InFloat32) is island
+    final = generator.final.module if island else generator.final
+    assert {p.dtype for p in final.parameters()} == {torch.float32 if island else dtype}
+    assert {p.dtype for p in generator.up_blocks.parameters()} == {dtype}
+    x = torch.rand(2, final.in_channels, 32, 32, generator=torch.Generator().manual_seed(0)).to(dtype)
+    x = x.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=dtype):
+        out = generator.final(x)
+    if island:
+        assert out.dtype == torch.float32
+        assert torch.equal(out, F.conv2d(x.float(), final.weight, final.bias, padding=final.padding))
+    else:
+        assert out.dtype == dtype
 
 
 # -------------------------------------------------------------------------------------------- ONNX

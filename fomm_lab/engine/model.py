@@ -122,7 +122,7 @@ def converted_copy(module: nn.Module, dtype: torch.dtype, *, keep: nn.Module | N
     residual streams of the inference form) keep float32, which CPU batch norm accepts with either input, and
     so does the submodule ``keep``."""
     memo: dict[int, object] = {}
-    kept = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    kept: list[nn.Module] = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if keep is not None:
         kept.append(keep)
     unconverted = {id(t) for m in kept for t in [*m.parameters(), *m.buffers()]}

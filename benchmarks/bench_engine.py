@@ -279,7 +279,8 @@ def main() -> None:
     for mode in [m for m in skipped if "bfloat16" in m and MODES[m].get("backend") is None]:
         rows.append(Row(f"Animator {mode}", note=skipped.pop(mode)))  # emulated: its memory still counts
         measured.append((rows[-1], mode))
-    live_modes = [m for m in ("float32", "float32-compiled", "float16-compiled") if m in modes]
+    live_modes = [m for m in ("float32", "float32-compiled", "bfloat16", "bfloat16-compiled", "float16-compiled")
+                  if m in modes]
     for mode in live_modes:
         rows.append(live_row(mode, model, source, driving, clock))
     if not args.no_rss:
@@ -345,7 +346,7 @@ def _targets(rows: list[Row], base: float, config: str) -> None:
     checks: list[tuple[str, Callable[[Row], bool], list[str]]] = [
         ("float32 >= 1.9x (a)", lambda r: base / r.long_ms >= 1.9, ["Animator float32", "Animator float32-compiled"]),
         ("bfloat16 >= 8x (a) at >= 40 dB", lambda r: base / r.long_ms >= 8 and (r.psnr_db or 0) >= 40,
-         ["Animator bfloat16", "Animator bfloat16-compiled"]),
+         ["Animator bfloat16", "Animator bfloat16-compiled", "Animator openvino-bfloat16"]),
         ("peak RSS <= 800 MB (bfloat16 eager)", lambda r: r.rss_mb <= 800, ["Animator bfloat16"]),
         ("peak RSS <= 1000 MB (compiled)", lambda r: r.rss_mb <= 1000,
          [n for n in by_name if n.startswith("Animator") and n.endswith("-compiled")]),

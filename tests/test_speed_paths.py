@@ -180,14 +180,25 @@ def test_subpixel_export_path_and_channels_last_equal_the_fast_path(monkeypatch)
     _randomise_norms(block)
     fused = SubpixelUpBlock(block)
     x = torch.randn(2, 8, 13, 17)
+    x_last = x.contiguous(memory_format=torch.channels_last)  # (its convolution may round differently)
     with torch.inference_mode():
-        fast = fused(x)
+        fast, fast_from_last = fused(x), fused(x_last)
         fused.channels_last = True
         last = fused(x)
         monkeypatch.setattr(fuse, "plain_ops", lambda: True)
         plain = fused(x)
+        plain_from_last = fused(x_last)  # the interleave done in NHWC
     assert last.is_contiguous(memory_format=torch.channels_last)
-    assert torch.equal(fast, last) and torch.equal(fast, plain)
+    assert plain_from_last.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(fast, last) and torch.equal(fast, plain) and torch.equal(fast_from_last, plain_from_last)
+    monkeypatch.undo()
+    fused.channels_last = False
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):  # as the reduced precisions run it
+        fast_bf16 = fused(x_last)
+        monkeypatch.setattr(fuse, "plain_ops", lambda: True)
+        plain_bf16 = fused(x_last)
+    assert fast_bf16.dtype == torch.bfloat16 and fast_bf16.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(fast_bf16, plain_bf16)
     with torch.inference_mode():
         assert torch.allclose(fast, block(x), atol=EXACT, rtol=0)
 
@@ -220,9 +231,10 @@ def test_pooled_jacobian_head_equals_dense_head(padding, monkeypatch):
         dense = torch.einsum("nkhw,nkchw->nkc", heatmap, conv(features).view(3, 5, 4, h, w))
         head = PooledJacobianHead(conv)
         pooled = head(features, heatmap)
+        pooled_channels_last = head(features.contiguous(memory_format=torch.channels_last), heatmap)
         monkeypatch.setattr(fuse, "plain_ops", lambda: True)
         exported_form = head(features, heatmap)
-    assert torch.allclose(pooled, dense, atol=EXACT, rtol=0)
+    assert torch.allclose(pooled, dense, atol=EXACT, rtol=0) and torch.equal(pooled_channels_last, pooled)
     assert torch.allclose(exported_form, dense, atol=EXACT, rtol=0)
 
 

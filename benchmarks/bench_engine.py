@@ -250,7 +250,7 @@ def main() -> None:
             skipped[mode] = "speed not measured: no native bfloat16 on this CPU (--include-slow-bf16 to measure)"
         modes = [m for m in modes if m not in skipped]
     if any(MODES[m].get("backend") == "openvino" for m in modes):
-        from fomm_lab.engine.backends import openvino_installed
+        from fomm_lab.engine.fast.backends import openvino_installed
 
         if not openvino_installed():
             for mode in [m for m in modes if MODES[m].get("backend") == "openvino"]:

@@ -6,8 +6,8 @@ Main entry points::
     model = load_model("vox")                      # downloads + verifies the checkpoint once
     frames = Animator(model).animate(source, driving_frames)   # yields uint8 HxWx3 frames
 
-    from fomm_lab import AnimateJob, OutputOptions, run_job   # the whole flow, as the CLI runs it
-    run_job(AnimateJob(source=photo_path, driving=clip_path, output=OutputOptions(video=out_path)))
+    from fomm_lab import AnimateJob, Animation, OutputOptions   # the whole flow, as every shell runs it
+    Animation(AnimateJob(source=photo_path, driving=clip_path, output=OutputOptions(video=out_path))).run()
 
 The stages, in the order a job runs them: ``io`` (ffmpeg, media) -> ``faces`` (detect, crop, track) ->
 ``engine`` (networks, Animator) -> ``pipeline`` (the job) -> shells: ``cli``, ``lab`` (widgets), ``live``.
@@ -40,12 +40,14 @@ _LAZY = {
     "load_config": "engine.config",
     "Keypoints": "engine.keypoints",
     "FommModel": "engine.model",
-    "load_model": "engine.model",
+    "load_model": "engine.families",
+    "MotionModel": "engine.family",
     "normalize_keypoints": "engine.motion",
     "pick_device": "device",
     "Size": "geometry",
     "Box": "geometry",
     "available_models": "hub.registry",
+    "Animation": "pipeline",
     "AnimateJob": "pipeline",
     "CropOptions": "pipeline",
     "MotionOptions": "pipeline",
@@ -57,6 +59,7 @@ _LAZY = {
 
 __all__ = [
     "AnimateJob",
+    "Animation",
     "Animator",
     "Box",
     "CheckpointError",
@@ -71,6 +74,7 @@ __all__ = [
     "LiveSession",
     "MediaError",
     "ModelConfig",
+    "MotionModel",
     "MotionOptions",
     "NoFaceError",
     "OutputOptions",

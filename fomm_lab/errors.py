@@ -12,13 +12,16 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from . import options
+
 Wording = Callable[["Remedy"], "str | None"]
 """How a shell names a remedy's option, e.g. ``--no-crop-source``; None: the shell has no words for it."""
 
 
 @dataclass(frozen=True)
 class Remedy:
-    """One way out of an error: set ``option`` (a job field, e.g. ``"crop.source"``) to ``value``.
+    """One way out of an error: set ``option`` (a field of :data:`fomm_lab.options.OPTIONS`, e.g. ``"crop.source"``)
+    to ``value``.
 
     ``text`` is the advice with ``{}`` where the option's words go, e.g. ``"use the whole photo ({})"``.
     """
@@ -26,6 +29,9 @@ class Remedy:
     text: str
     option: str
     value: object = True
+
+    def __post_init__(self) -> None:
+        options.option(self.option)  # KeyError for a field the table does not have (a typo)
 
 
 class Placeholder(str):
@@ -38,17 +44,9 @@ class Placeholder(str):
 BOX = Placeholder("(x0, y0, x1, y1)")
 """The placeholder of a face box in pixels."""
 
-_PYTHON_OWNERS = {"crop": "CropOptions", "motion": "MotionOptions", "output": "OutputOptions",
-                  "runtime": "RuntimeOptions"}
-
-
 def python_words(remedy: Remedy) -> str:
-    """The Python wording: ``CropOptions(source=False)`` for ``crop.source``, ``name=value`` otherwise."""
-    if remedy.option == "download.url":
-        return f"fomm_lab.hub.download.download_checkpoint({remedy.value!r}, url=URL)"
-    owner, _, field = remedy.option.rpartition(".")
-    call = f"{field}={remedy.value!r}"
-    return f"{_PYTHON_OWNERS[owner]}({call})" if owner in _PYTHON_OWNERS else call
+    """The Python wording: ``CropOptions(source=False)`` for ``crop.source`` (:func:`fomm_lab.options.python_words`)."""
+    return options.python_words(remedy.option, remedy.value)
 
 
 def shorten(items: Sequence[object], limit: int = 5) -> str:

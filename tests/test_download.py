@@ -11,8 +11,9 @@ import pytest
 import torch
 from httpserver import LocalServer
 
+from fomm_lab.engine.weights import download_checkpoint, ensure_checkpoint
 from fomm_lab.errors import CheckpointError, DownloadError
-from fomm_lab.hub.download import cache_status, download_checkpoint, ensure_checkpoint
+from fomm_lab.hub.download import cache_status
 from fomm_lab.hub.registry import Mirror, RemoteFile
 
 CUT = 300_000  # bytes sent before a connection is dropped

@@ -133,7 +133,7 @@ def test_two_processes_downloading_one_checkpoint(tmp_path, golden_dir):
     cache = tmp_path / "cache"
     script = textwrap.dedent("""
         import sys
-        from fomm_lab.hub.download import ensure_checkpoint
+        from fomm_lab.engine.weights import ensure_checkpoint
         from fomm_lab.hub.registry import Mirror, RemoteFile
         info = RemoteFile("tiny", "tiny-cpk.pth.tar", "vox-256", (Mirror(sys.argv[1]),))
         print(ensure_checkpoint(info, cache_dir=sys.argv[2], progress=False))
@@ -156,18 +156,19 @@ def test_two_processes_downloading_one_checkpoint(tmp_path, golden_dir):
 
 def test_a_trickling_server_is_given_up(tmp_path, golden_dir, monkeypatch):
     import fomm_lab.hub.download as download
+    from fomm_lab.engine.weights import ensure_checkpoint
 
     monkeypatch.setattr(download, "RATE_WINDOW_S", 1.0)
     with LocalServer() as server:
         url = server.add("/slow.pth.tar", b"x" * 100_000, rate=20)
         info = RemoteFile("tiny", "tiny-cpk.pth.tar", "vox-256", (Mirror(url),))
         with pytest.raises(DownloadError, match=r"sends only \d+ bytes/s"):
-            download.ensure_checkpoint(info, cache_dir=tmp_path, progress=False)
+            ensure_checkpoint(info, cache_dir=tmp_path, progress=False)
     assert not (tmp_path / "tiny-cpk.pth.tar").exists()
 
 
 def test_a_redirect_loop_names_the_url(tmp_path):
-    from fomm_lab.hub.download import ensure_checkpoint
+    from fomm_lab.engine.weights import ensure_checkpoint
 
     with LocalServer() as server:
         first = server.add("/a", b"", location="/b")
@@ -178,7 +179,7 @@ def test_a_redirect_loop_names_the_url(tmp_path):
 
 
 def test_progress_shows_from_the_first_byte(tmp_path, golden_dir, capsys):
-    from fomm_lab.hub.download import ensure_checkpoint
+    from fomm_lab.engine.weights import ensure_checkpoint
 
     with LocalServer() as server:
         url = server.add("/t.pth.tar", (golden_dir / "tiny-vox-cpk.pth.tar").read_bytes())

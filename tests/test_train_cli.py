@@ -20,7 +20,7 @@ from train_media import TINY_CONFIG, make_tiny_dataset, random_vgg19
 
 from fomm_lab.cli import main
 from fomm_lab.engine.checkpoint import read_checkpoint
-from fomm_lab.engine.model import load_model
+from fomm_lab.engine.families import load_model
 from fomm_lab.io import read_image
 from fomm_lab.train.checkpoint import LAST
 from fomm_lab.train.data import VideoFrames, dataset_layout

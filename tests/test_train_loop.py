@@ -24,7 +24,8 @@ from train_media import TINY_CONFIG, make_tiny_dataset, random_vgg19
 
 from fomm_lab.cli import main
 from fomm_lab.engine.checkpoint import read_checkpoint
-from fomm_lab.engine.model import FommModel, load_model
+from fomm_lab.engine.families import load_model
+from fomm_lab.engine.model import FommModel
 from fomm_lab.errors import TrainingError
 from fomm_lab.geometry import Size
 from fomm_lab.hub.registry import MODELS, VGG19_WEIGHTS, Mirror

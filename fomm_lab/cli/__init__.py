@@ -17,36 +17,17 @@ import threading
 import warnings
 from collections.abc import Sequence
 
+from .. import options
 from ..errors import FommLabError, Remedy
 from .parser import PROG, build_parser
 
 log = logging.getLogger(PROG)
 
-_FLAGS = {
-    "crop.source": lambda v: "--crop-source" if v else "--no-crop-source",
-    "crop.driving": lambda v: "--crop-driving" if v else "--no-crop-driving",
-    "crop.source_box": lambda v: "--source-box X0 Y0 X1 Y1",
-    "crop.driving_box": lambda v: "--driving-box X0 Y0 X1 Y1",
-    "crop.download_face_weights": lambda v: "--download-face-weights",
-    "crop.detector": lambda v: f"--detector {v}",
-    "motion.best_frame": lambda v: f"--best-frame {v}",
-    "runtime.device": lambda v: f"--device {v}",
-    "runtime.dtype": lambda v: f"--dtype {v}",
-    "runtime.backend": lambda v: f"--backend {v}",
-    "runtime.compile": lambda v: "--compile" if v else "without --compile",
-    "model": lambda v: f"--config {v}",
-    "download.url": lambda v: f"`fomm-lab download {v} --url URL`",
-    "lab.allow_root": lambda v: "--allow-root",
-    "lab.port": lambda v: "--port N",
-}
-
-
 def cli_words(remedy: Remedy, overrides: dict[str, str | None] | None = None) -> str | None:
     """A remedy in command-line flags (None: this command has no flag for it)."""
     if overrides and remedy.option in overrides:
         return overrides[remedy.option]
-    flag = _FLAGS.get(remedy.option)
-    return flag(remedy.value) if flag else None
+    return options.cli_words(remedy.option, remedy.value)
 
 
 def render_error(exc: BaseException, overrides: dict[str, str | None] | None = None) -> str:
@@ -91,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-        if args.command == "animate" and args.crop_padding and args.crop_source is False:
+        if args.command == "animate" and hasattr(args, "crop__padding") and getattr(args, "crop__source", 1) is False:
             parser.error("--crop-padding needs face cropping; it has no effect with --no-crop-source")
     except SystemExit as exc:  # --help (0) or a usage error (2), already printed by argparse
         return exc.code if isinstance(exc.code, int) else 2

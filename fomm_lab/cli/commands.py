@@ -32,63 +32,44 @@ def _say(args: argparse.Namespace):
 
 
 def animate_job(args: argparse.Namespace):
-    """The :class:`~fomm_lab.pipeline.AnimateJob` the ``animate`` arguments describe."""
+    """The :class:`~fomm_lab.pipeline.AnimateJob` the ``animate`` arguments describe: the flags given, generated
+    from the table of options, set their fields; the others keep the table's defaults."""
     from .. import pipeline
+    from ..options import options_of
+    from .parser import dest
 
-    if args.output is None and args.side_by_side is None and args.gif is None:
+    given = {opt: getattr(args, dest(opt)) for opt in options_of("animate") if hasattr(args, dest(opt))}
+    parts: dict[str, dict[str, Any]] = {"": {}, "motion": {}, "crop": {}, "output": {}, "runtime": {}}
+    for opt, value in given.items():
+        parts[opt.owner][opt.name] = tuple(value) if opt.nargs else value
+    output = pipeline.OutputOptions(**parts["output"])
+    if output.video is None and output.side_by_side is None and output.gif is None:
         from ..errors import FommLabError
 
         raise FommLabError("nothing to write: give --output (and/or --side-by-side, --gif)")
-    faces: str | tuple[int, ...] = "all" if args.multi_face else "largest"
-    if args.face_index is not None:
-        faces = args.face_index
-    given: dict[str, Any] = {}
-    if args.crop_padding:
-        given["padding"] = tuple(args.crop_padding)
-    if args.feather is not None:
-        given["feather"] = args.feather
-    crop = pipeline.CropOptions(
-        source=args.crop_source, driving=args.crop_driving,
-        source_box=tuple(args.source_box) if args.source_box else None,
-        driving_box=tuple(args.driving_box) if args.driving_box else None,
-        mode=args.crop_mode, faces=faces, detector=args.detector, download_face_weights=args.download_face_weights,
-        **given)
-    motion = pipeline.MotionOptions(
-        relative=not args.absolute, adapt_scale=not args.no_adapt_scale, best_frame=args.best_frame,
-        find_best_frame=args.find_best_frame, **({"smoothing": args.smoothing} if args.smoothing is not None else {}))
-    output = pipeline.OutputOptions(video=args.output, side_by_side=args.side_by_side, gif=args.gif,
-                                    audio=not args.no_audio, paste_back=args.paste_back)
-    runtime = pipeline.RuntimeOptions(device=args.device, dtype=args.dtype, batch_size=args.batch_size,
-                                      compile=args.compile, backend=args.backend)
     driving = args.driving[0] if len(args.driving) == 1 else tuple(args.driving)
-    return pipeline.AnimateJob(source=args.source, driving=driving, model=args.config, checkpoint=args.checkpoint,
-                               cache_dir=args.cache_dir, motion=motion, crop=crop, output=output, runtime=runtime,
-                               strict=args.strict)
+    return pipeline.AnimateJob(source=args.source, driving=driving, motion=pipeline.MotionOptions(**parts["motion"]),
+                               crop=pipeline.CropOptions(**parts["crop"]), output=output,
+                               runtime=pipeline.RuntimeOptions(**parts["runtime"]), **parts[""])
 
 
 def animate(args: argparse.Namespace) -> int:
-    """``fomm-lab animate``: photo + driving video -> animated video (streamed frame by frame)."""
-    import tempfile
-
+    """``fomm-lab animate``: photo + driving video -> animated video (streamed frame by frame), through the one
+    :class:`~fomm_lab.pipeline.Animation` session."""
     from .. import pipeline
 
     job = animate_job(args)
-    checked = pipeline.check_job(job)  # everything that needs no model, before torch is imported
-    from ..device import dtype_name, resolve_dtype
-    from ..engine.model import load_model
+    with pipeline.Animation(job, progress=args.progress, say=_say(args)) as session:
+        session.check()  # everything that needs no model, before torch is imported
+        from ..device import dtype_name
 
-    say = _say(args)
-    model = load_model(job.model, job.checkpoint, device=job.runtime.device, cache_dir=job.cache_dir,
-                       progress=args.progress)
-    chosen = dtype_name(resolve_dtype(job.runtime.dtype, model.device))
-    size = model.frame_size
-    print(f"model {model.name} ({size} frames) on {model.device}, {chosen}"
-          + (" (auto)" if job.runtime.dtype == "auto" else "")
-          + (f", {job.runtime.backend} backend" if job.runtime.backend != "torch" else ""), flush=True)
-    with tempfile.TemporaryDirectory(prefix="fomm-lab-") as workdir:
-        prepared = pipeline.prepare(job, checked, Path(workdir), progress=args.progress, say=say)
-        result = pipeline.animate(prepared, model, job.motion, job.output, job.runtime, job.crop, job.strict,
-                                  progress=args.progress)
+        model = session.model
+        animator = session.animator()
+        print(f"model {model.name} ({model.family}, {model.frame_size} frames) on {model.device}, "
+              f"{dtype_name(animator.dtype)}" + (" (auto)" if job.runtime.dtype == "auto" else "")
+              + (f", {job.runtime.backend} backend" if job.runtime.backend != "torch" else ""), flush=True)
+        session.prepare()
+        result = session.animate()
     for kind, path in result.outputs.items():
         what = f" ({result.frames} frames at {result.fps:g} fps)" if kind == "video" else ""
         print(f"wrote {path}{what}")
@@ -97,8 +78,8 @@ def animate(args: argparse.Namespace) -> int:
 
 def export(args: argparse.Namespace) -> int:
     """``fomm-lab export --format onnx``: the model's ONNX graphs and manifest into a new folder."""
-    from ..engine.model import load_model
-    from ..engine.onnx import export_onnx
+    from ..engine.families import load_model
+    from ..engine.fast.onnx import export_onnx
     from ..errors import FommLabError
     from ..io.atomic import check_output_folder
 
@@ -124,7 +105,8 @@ def crop(args: argparse.Namespace) -> int:
     from ..faces.track import MIN_TRACK_FRAMES, plan_video_crop
     from ..io.atomic import check_output_folder
     from ..io.video import OUTPUT_FORMATS, read_video
-    from ..pipeline import CropOptions, get_detector_for, model_config
+    from ..pipeline import CropOptions, model_config
+    from ..pipeline.prepare import get_detector_for
 
     if args.output.suffix.lower() not in OUTPUT_FORMATS:
         raise MediaError(f"cannot write {args.output}: give a file name ending in {', '.join(OUTPUT_FORMATS)}")
@@ -146,7 +128,7 @@ def crop(args: argparse.Namespace) -> int:
 
 def download(args: argparse.Namespace) -> int:
     """``fomm-lab download NAME``: fetch and verify one checkpoint into the cache."""
-    from ..hub.download import download_checkpoint
+    from ..engine.weights import download_checkpoint
 
     print(download_checkpoint(args.name, cache_dir=args.cache_dir, url=args.url, sha256=args.sha256,
                               progress=args.progress))
@@ -236,7 +218,7 @@ def train(args: argparse.Namespace) -> int:
 
 def reconstruct(args: argparse.Namespace) -> int:
     """``fomm-lab reconstruct``: per-video and mean L1 (and AKD) of the test videos' reconstructions."""
-    from ..engine.model import load_model
+    from ..engine.families import load_model
     from ..train.evaluate import ReconstructOptions
     from ..train.evaluate import reconstruct as run
 
@@ -260,10 +242,10 @@ def reconstruct(args: argparse.Namespace) -> int:
 
 def animate_pairs(args: argparse.Namespace) -> int:
     """``fomm-lab animate-pairs``: every pair of a CSV with one model; failures reported at the end."""
-    from ..engine.model import load_model
+    from ..engine.families import load_model
     from ..pipeline import CropOptions, MotionOptions, RuntimeOptions
-    from ..train.pairs import animate_pairs as run
-    from ..train.pairs import read_pairs
+    from ..pipeline.pairs import animate_pairs as run
+    from ..pipeline.pairs import read_pairs
 
     pairs = read_pairs(args.pairs, args.out)
     checkpoint = _registry_or_path(args.checkpoint, args.cache_dir, args.progress) if args.checkpoint else None

@@ -6,9 +6,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..options import Option, option, options_of
+
 PROG = "fomm-lab"
-DTYPES = ("auto", "float32", "bfloat16", "float16")
-BACKENDS = ("torch", "openvino")  # fomm_lab.engine.backends.BACKENDS, spelt here so that --help needs no import
+DTYPES = option("runtime.dtype").choices
 
 
 def _int_at_least(minimum: int):
@@ -63,6 +64,35 @@ def face_indices(text: str) -> tuple[int, ...]:
     return values
 
 
+PARSERS = {"str": str, "path": Path, "number": number, "fraction": fraction, "positive_int": positive_int,
+           "non_negative_int": non_negative_int, "face_indices": face_indices, "port": port}
+"""The value types the table of options (:mod:`fomm_lab.options`) names, by name."""
+
+
+def dest(opt: Option) -> str:
+    """The argparse destination of an option: its field with ``__`` for the dots (``crop__source``)."""
+    return opt.field.replace(".", "__")
+
+
+def add_options(p: argparse.ArgumentParser, command: str) -> None:
+    """The flags of ``command``, generated from the table of options. Flags not given are absent from the parsed
+    arguments, so the job's dataclasses give their (the table's) defaults."""
+    for opt in options_of(command):
+        assert opt.flag is not None
+        default_text = "" if opt.default in (None, False, True) or opt.parse is None else f" (default: {opt.default})"
+        common = {"dest": dest(opt), "default": argparse.SUPPRESS, "help": opt.help + default_text}
+        if opt.negatable:
+            p.add_argument(opt.flag, action=argparse.BooleanOptionalAction, **common)
+        elif opt.parse is None:
+            p.add_argument(opt.flag, action="store_const", const=opt.switch, **common)
+        else:
+            p.add_argument(opt.flag, type=PARSERS[opt.parse], nargs=opt.nargs, metavar=opt.metavar,
+                           choices=opt.choices, **common)
+        for flag, value in opt.extra_flags:
+            p.add_argument(flag, action="store_const", const=value, dest=dest(opt), default=argparse.SUPPRESS,
+                           help=f"{opt.field} = {value!r}: every face (see {opt.flag})")
+
+
 def _cache_dir(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-dir", type=Path, help="checkpoint cache (default: $FOMM_LAB_HOME or ~/.cache/fomm-lab)")
 
@@ -101,65 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--driving", required=True, type=Path, nargs="+", metavar="VIDEO",
                    help="the video whose motion is transferred (a file or a folder of frames); with several "
                         "faces, one video per face in the same order")
-    p.add_argument("--output", type=Path, metavar="OUT.mp4",
-                   help="result video (.mp4, .mov, .mkv), or a new folder (a name without extension) for "
-                        "lossless PNG frames")
-    p.add_argument("--config", default="vox",
-                   help="model: a registry name (see `fomm-lab models`; its checkpoint is downloaded once), a "
-                        "shipped config name (vox-256, ...) or a yaml file (default: vox)")
-    p.add_argument("--checkpoint", type=Path, metavar="FILE",
-                   help="weights (.pth.tar or .pdparams) instead of the registry's (needed with a yaml --config)")
-    _cache_dir(p)
-    p.add_argument("--absolute", action="store_true",
-                   help="absolute keypoint positions instead of motion relative to the reference frame")
-    p.add_argument("--no-adapt-scale", action="store_true",
-                   help="do not scale the motion by the ratio of the faces' sizes")
-    best = p.add_mutually_exclusive_group()
-    best.add_argument("--find-best-frame", action="store_true",
-                      help="start the relative motion from the driving frame whose face pose is closest to the "
-                           "photo's (needs face-alignment's weights)")
-    best.add_argument("--best-frame", type=non_negative_int, metavar="N",
-                      help="start the relative motion from driving frame N (0-based)")
-    p.add_argument("--smoothing", type=fraction, default=None, metavar="S",
-                   help="steady the driving keypoints over time: 0 (off) to 1 (strongest); default 0.5")
-    p.add_argument("--crop-source", action=argparse.BooleanOptionalAction, default=None,
-                   help="crop the photo to its face (default: yes for face models)")
-    p.add_argument("--crop-driving", action=argparse.BooleanOptionalAction, default=None,
-                   help="cut the driving video to its longest face track (default: yes for face models)")
-    _box(p, "--source-box", "the photo")
-    _box(p, "--driving-box", "the driving video")
-    p.add_argument("--crop-padding", type=number, nargs=4, metavar=("L", "T", "R", "B"),
-                   help="extra margin around the photo's face, as fractions of its size")
-    p.add_argument("--crop-mode", choices=("auto", "static", "follow"), default="auto",
-                   help="driving crop: one box per track (static), a box following the face (follow), or "
-                        "follow only when the face moves far (auto)")
-    p.add_argument("--multi-face", action="store_true",
-                   help="animate every face of the photo and paste them all back into it")
-    p.add_argument("--face-index", type=face_indices, metavar="I[,J...]",
-                   help="the photo's faces to animate, numbered from 0 left to right")
-    _detector(p)
-    p.add_argument("--paste-back", action="store_true",
-                   help="composite the animated face into the full-size photo")
-    p.add_argument("--feather", type=fraction, default=None, metavar="F",
-                   help="soft edge of the pasted face, as a fraction of its box (default 0.2)")
-    p.add_argument("--no-audio", action="store_true", help="write the result without sound")
-    p.add_argument("--side-by-side", type=Path, metavar="OUT.mp4",
-                   help="also write source | driving | result next to each other")
-    p.add_argument("--gif", type=Path, metavar="OUT.gif", help="also write the result as a GIF")
-    p.add_argument("--strict", action="store_true",
-                   help="a driving video that ends before its header says is an error, not a warning")
-    p.add_argument("--device", help="torch device: cuda, cuda:1, mps or cpu (default: the best available)")
-    p.add_argument("--dtype", choices=DTYPES, default="auto",
-                   help="compute precision; auto: bfloat16 where the CPU or GPU has it natively, float16 on "
-                        "other GPUs, else float32")
-    p.add_argument("--batch-size", type=positive_int, default=1, metavar="N",
-                   help="driving frames per forward pass (default 1)")
-    p.add_argument("--compile", action="store_true",
-                   help="torch.compile the networks: faster per frame after a compilation of a minute or more "
-                        "(worth it for long clips)")
-    p.add_argument("--backend", choices=BACKENDS, default="torch",
-                   help="where the networks run: PyTorch (default), or OpenVINO on their ONNX graphs on the CPU "
-                        "(pip install 'fomm-lab[openvino]')")
+    add_options(p, "animate")
     p.set_defaults(command="animate")
 
     p = sub.add_parser("export", parents=[common], help="export a model's networks as ONNX graphs",

@@ -1,10 +1,10 @@
-"""Streaming animation of a source image by a driving video (paper Sec. 3.4)."""
+"""Streaming animation of a source image by a driving video (paper Sec. 3.4), for any model family
+(:mod:`fomm_lab.engine.family`)."""
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Iterator
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,12 +12,11 @@ import torch
 
 from ..device import resolve_dtype
 from ..errors import FommLabError, InferenceError, Remedy
-from .backends import BACKENDS
+from .family import MotionModel
+from .fast.backends import BACKENDS
+from .fast.variants import inference_networks
 from .frames import frames_to_tensor, tensor_to_frames
 from .keypoints import Keypoints
-from .model import FommModel
-from .motion import movement_scale, normalize_keypoints
-from .nets import SourceMotionCache
 from .smoothing import KeypointFilter
 
 
@@ -36,25 +35,29 @@ class _Source:
     """Everything computed once per source image."""
 
     keypoints: Keypoints  # (1, K, .)
-    features: torch.Tensor  # (1, F, h', w') generator encoder output
-    motion: SourceMotionCache
+    state: object  # the family's per-source state (InferenceNetworks.prepare)
 
 
 class Animator:
-    """Animates one source image with the motion of driving frames.
+    """Animates one source image with the motion of driving frames, with a model of any family.
 
     ``Animator(model, relative=True, adapt_scale=True).animate(source, driving)`` yields one uint8
     (H, W, 3) frame per driving frame, consuming ``driving`` lazily: memory does not grow with the
     clip length. The source's keypoints and encoder features are computed once.
 
     relative:    transfer the driving motion relative to a reference driving frame (Eq. 9-10 of the
-                 paper, the recommended mode); False uses the driving keypoints as they are (absolute).
-    adapt_scale: scale relative motion by sqrt(area(source kp hull) / area(reference kp hull)).
+                 paper, the recommended mode); False uses the driving keypoints as they are (absolute;
+                 TPSMM's ``standard`` mode).
+    adapt_scale: scale relative motion by sqrt(area(source kp hull) / area(reference kp hull)) (TPSMM's
+                 relative mode always does).
+    avd:         TPSMM's ``avd`` mode: its AVD network combines the source's identity with the driving pose
+                 (no reference frame; ``relative`` is ignored).
+    The modes a model offers are ``model.modes``; flags that select none give a ValueError naming them.
     batch_size:  driving frames processed together (faster on GPUs).
     dtype:       float32 (exact), or bfloat16/float16 for the dense motion network and generator (and, in
                  bfloat16, the keypoint detector, whose softmax and weighted sums stay float32).
     backend:     ``torch`` (default), or ``openvino``: the networks' ONNX graphs run by OpenVINO
-                 (``pip install fomm-lab[openvino]``; :mod:`fomm_lab.engine.openvino_backend`), in bfloat16
+                 (``pip install fomm-lab[openvino]``; :mod:`fomm_lab.engine.fast.openvino`), in bfloat16
                  where the CPU supports it when ``dtype`` asks for it.
     float_output: yield float32 (H, W, 3) frames in [0, 1] instead of uint8.
     compile:     torch.compile the per-frame networks (faster after a compilation of a minute or more on
@@ -69,10 +72,11 @@ class Animator:
 
     def __init__(
         self,
-        model: FommModel,
+        model: MotionModel,
         *,
         relative: bool = True,
         adapt_scale: bool = True,
+        avd: bool = False,
         batch_size: int = 1,
         dtype: str | torch.dtype = torch.float32,
         float_output: bool = False,
@@ -86,21 +90,18 @@ class Animator:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
         if compile and backend != "torch":
             raise ValueError("compile=True applies to the torch backend only (OpenVINO compiles its graphs itself)")
+        mode = model.mode(relative=relative and not avd, adapt_scale=adapt_scale, avd=avd)
         self.model = model
-        self.relative = relative
-        self.adapt_scale = adapt_scale
+        self.relative = mode.relative
+        self.adapt_scale = mode.adapt_scale
+        self.avd = mode.avd
         self.batch_size = batch_size
         self.dtype = resolve_dtype(dtype, model.device)
         self.float_output = float_output
         self.smoothing = smoothing
         self.backend = backend
-        if backend == "openvino":
-            from .openvino_backend import openvino_networks
-
-            self._nets = openvino_networks(model, dtype=self.dtype)
-            self.dtype = self._nets.dtype  # float32 where the CPU has no native reduced precision
-        else:
-            self._nets = model.inference_networks(dtype=self.dtype, compile=compile)
+        self._nets = inference_networks(model, dtype=self.dtype, backend=backend, compile=compile)
+        self.dtype = self._nets.dtype  # OpenVINO: float32 where the CPU has no native reduced precision
         self._compiled = compile
         self._source: _Source | None = None
         self._source_image: np.ndarray | None = None
@@ -120,10 +121,7 @@ class Animator:
             return check_finite(self._nets.kp_detector(tensor), what)
 
     def _autocast(self, dtype: torch.dtype | None = None):
-        dtype = self._nets.dtype if dtype is None else dtype
-        if dtype == torch.float32 or not self._nets.autocast:
-            return nullcontext()
-        return torch.autocast(device_type=self.model.device.type, dtype=dtype)
+        return self._nets.autocast_to(self.model.device.type, dtype)
 
     # -- stages ----------------------------------------------------------------------------
     @torch.inference_mode()
@@ -135,10 +133,7 @@ class Animator:
             return
         tensor = self._to_tensor([image])
         keypoints = self._detect(tensor, "the source image")
-        motion = self._nets.prepare_motion(tensor, keypoints)
-        with self._autocast():
-            features = self._nets.encode(tensor)
-        self._source = _Source(keypoints, features, motion)
+        self._source = _Source(keypoints, self._nets.prepare(tensor, keypoints))
         self._source_image = image.copy()
         self._scale = None
 
@@ -162,8 +157,9 @@ class Animator:
 
     def _movement_scale(self) -> float:
         if self._scale is None:
-            if self.adapt_scale and self._source is not None and self._reference is not None:
-                self._scale = movement_scale(self._source.keypoints, self._reference)
+            if self.relative and self._source is not None and self._reference is not None:
+                self._scale = self.model.movement_scale(self._source.keypoints, self._reference,
+                                                        adapt_scale=self.adapt_scale)
             else:
                 self._scale = 1.0
         return self._scale
@@ -176,17 +172,10 @@ class Animator:
             raise ValueError("relative motion needs a reference driving frame: call set_reference(frame) first")
         source = self._source
         kp_driving = self._smooth(self._keypoints(frames, "a driving frame"))
-        kp_norm = normalize_keypoints(
-            source.keypoints,
-            kp_driving,
-            self._reference,
-            relative=self.relative,
-            adapt_scale=self.adapt_scale,
-            scale=self._movement_scale() if self.relative else None,
-        )
+        kp_norm = self.model.transfer(source.keypoints, kp_driving, self._reference, relative=self.relative,
+                                      scale=self._movement_scale(), avd=self.avd)
         with self._autocast():
-            deformation, occlusion = self._nets.dense_motion(source.motion, kp_norm)
-            prediction = self._nets.decode(source.features, deformation, occlusion)
+            prediction = self._nets.generate(source.state, kp_norm)
         return tensor_to_frames(prediction, self.float_output)
 
     def _smooth(self, keypoints: Keypoints) -> Keypoints:

@@ -13,7 +13,6 @@ inference semantics (:attr:`ModelConfig.paddle`).
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -23,10 +22,6 @@ import yaml
 
 from ..errors import ConfigError
 from ..geometry import Size
-
-_FACE_NAMES = re.compile(r"(^|[-_])(vox|nemo)([-_.]|$)", re.IGNORECASE)
-"""Config names of models trained on faces (vox-256, nemo-256, vox-512 ...): their photos and clips are
-face-cropped by default."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -89,8 +84,16 @@ class ModelConfig:
 
     @property
     def is_face_model(self) -> bool:
-        """True for models of faces (vox, nemo ...), whose inputs are face-cropped by default."""
-        return bool(_FACE_NAMES.search(self.name))
+        """True for models of faces, whose inputs are face-cropped by default: the yaml's own ``face: true`` when
+        it says so, else for a shipped config what the registry's checkpoints for it say; False otherwise."""
+        declared = self.raw.get("face")
+        if isinstance(declared, bool):
+            return declared
+        if self.path is None or self.path.parent != Path(str(_configs_folder())):
+            return False
+        from ..hub.registry import is_face_config
+
+        return bool(is_face_config(self.name))
 
     @property
     def mobile(self) -> bool:

@@ -79,33 +79,29 @@ class CacheEntry:
     verified: bool
 
 
-def _verify_checkpoint(path: Path) -> None:
-    from ..engine.checkpoint import read_checkpoint
-
-    read_checkpoint(path)  # raises unless it holds `generator` and `kp_detector`, read without running code
-
-
 def ensure_checkpoint(name: str | RemoteFile, cache_dir: str | os.PathLike[str] | None = None,
-                      progress: bool = True) -> Path:
+                      progress: bool = True, *, verify: Verify) -> Path:
     """Path of the checkpoint ``name`` in the cache, downloading and verifying it if needed.
 
     ``name`` is a registry name (see :func:`fomm_lab.hub.registry.available_models`) or a
-    :class:`RemoteFile` (for private mirrors). A cached file whose recorded sha256 still matches is
-    returned without any network request; a file placed by hand is verified and then used. If
-    every mirror fails, :class:`DownloadError` lists each URL with its failure and the exact path
-    to place the file at by hand. ``progress=False`` hides the progress bar.
+    :class:`RemoteFile` (for private mirrors). ``verify``: the structural check of the file, which the
+    caller that reads checkpoints supplies (:func:`fomm_lab.engine.weights.ensure_checkpoint` passes the
+    engine's reader). A cached file whose recorded sha256 still matches is returned without any network
+    request; a file placed by hand is verified and then used. If every mirror fails, :class:`DownloadError`
+    lists each URL with its failure and the exact path to place the file at by hand. ``progress=False``
+    hides the progress bar.
     """
     info = name if isinstance(name, RemoteFile) else model_info(name)
     root = resolve_cache_dir(cache_dir, create=False)
     for filename in info.filenames:  # its own file first, then another format's (PaddleGAN's .pdparams)
-        if _cached_is_usable(root / filename, info.file_entry(filename), _verify_checkpoint):
+        if _cached_is_usable(root / filename, info.file_entry(filename), verify):
             return root / filename
     target = resolve_cache_dir(cache_dir) / info.filename
-    return fetch(info, target, progress=progress, verify=_verify_checkpoint)
+    return fetch(info, target, progress=progress, verify=verify)
 
 
 def download_checkpoint(name: str, cache_dir: str | os.PathLike[str] | None = None, url: str | None = None,
-                        sha256: str | None = None, progress: bool = True) -> Path:
+                        sha256: str | None = None, progress: bool = True, *, verify: Verify) -> Path:
     """Like :func:`ensure_checkpoint`, optionally from another ``url`` and with another checksum.
 
     ``url`` replaces the registry's mirrors (Google Drive and Yandex Disk share links are
@@ -125,7 +121,7 @@ def download_checkpoint(name: str, cache_dir: str | os.PathLike[str] | None = No
             raise DownloadError(f"sha256 {sha256!r} is not a sha256 digest: expected 64 hexadecimal digits "
                                 "(as printed by `sha256sum FILE`)")
         info = dataclasses.replace(info, sha256=sha256.lower(), md5=None, sha256_prefix=None)
-    return ensure_checkpoint(info, cache_dir, progress)
+    return ensure_checkpoint(info, cache_dir, progress, verify=verify)
 
 
 def cache_status(cache_dir: str | os.PathLike[str] | None = None) -> list[CacheEntry]:

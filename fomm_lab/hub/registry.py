@@ -109,10 +109,15 @@ def _gdrive_file_id(url: str) -> str | None:
 
 @dataclass(frozen=True)
 class RemoteFile:
-    """A file to download: ``filename`` in its cache folder, the shipped ``config`` it belongs to
-    (checkpoints; None for other files), ``mirrors`` in order of preference, published ``md5`` /
-    ``sha256`` hex digests or a ``sha256_prefix`` (torch hub's ``name-<prefix>.ext`` convention),
-    None when unknown, ``size`` in bytes (None when unknown) and a one-line ``description``."""
+    """A file to download, with the facts that travel with it (like a model card).
+
+    ``filename`` in its cache folder, the shipped ``config`` it belongs to (checkpoints; None for other files),
+    ``mirrors`` in order of preference, published ``md5`` / ``sha256`` hex digests or a ``sha256_prefix`` (torch
+    hub's ``name-<prefix>.ext`` convention), None when unknown, ``size`` in bytes (None when unknown), a one-line
+    ``description``; ``family``: the model family (``fomm``, ``tpsmm``; ``enhance``, ``swap``, ``parser`` for the
+    other networks; None for files that are no model), ``face``: a model of faces, whose photos and clips are
+    face-cropped by default; ``frame_size``: the side of its square frames in pixels; ``licence``: the licence
+    of the weights as their publisher states it."""
 
     name: str
     filename: str
@@ -123,6 +128,10 @@ class RemoteFile:
     sha256_prefix: str | None = None
     size: int | None = None
     description: str = ""
+    family: str | None = None
+    face: bool = False
+    frame_size: int | None = None
+    licence: str = ""
 
     @property
     def format(self) -> str:
@@ -160,8 +169,13 @@ class RemoteFile:
                                    sha256_prefix=None, size=None)
 
 
+_FOMM_LICENCE = ("Attribution-NonCommercial 4.0 (CC BY-NC 4.0), as the First Order Motion Model's repository "
+                 "states for its code and models")
+_PADDLEGAN_LICENCE = "Apache-2.0 (PaddleGAN)"
+
+
 def _official(name: str, filename: str, config: str, description: str, *extra: Mirror,
-              md5: str | None = None) -> RemoteFile:
+              md5: str | None = None, face: bool = False) -> RemoteFile:
     """Entry with the GitHub release asset first, ``extra`` mirrors next, the authors' shared
     folders (browser only) last."""
     mirrors = (
@@ -170,7 +184,8 @@ def _official(name: str, filename: str, config: str, description: str, *extra: M
         Mirror(_AUTHORS_GDRIVE, "manual", "the paper authors' Google Drive folder"),
         Mirror(_AUTHORS_YANDEX, "manual", "the paper authors' Yandex Disk folder"),
     )
-    return RemoteFile(name, filename, config, mirrors, md5=md5, description=description)
+    return RemoteFile(name, filename, config, mirrors, md5=md5, description=description, family="fomm", face=face,
+                      frame_size=256, licence=_FOMM_LICENCE)
 
 
 MODELS: dict[str, RemoteFile] = {
@@ -178,7 +193,7 @@ MODELS: dict[str, RemoteFile] = {
     for info in (
         _official("vox", "vox-cpk.pth.tar", "vox-256", "VoxCeleb talking faces (default for faces)",
                   Mirror(_PADDLEGAN + "vox-cpk.pdparams", note="PaddleGAN's conversion to .pdparams",
-                         format="pdparams")),
+                         format="pdparams"), face=True),
         _official(
             "vox-adv", "vox-adv-cpk.pth.tar", "vox-adv-256",
             "VoxCeleb talking faces, trained with an adversarial loss (used by Avatarify)",
@@ -188,7 +203,7 @@ MODELS: dict[str, RemoteFile] = {
                    note="Avatarify's S3 copy (old address)"),
             yandex_mirror("https://yadi.sk/d/M0FWpz2ExBfgAA", note="Avatarify's Yandex Disk copy"),
             gdrive_mirror("1coUCdyRXDbpWnEkA99NLNY60mb9dQ_n3", note="Avatarify's Google Drive copy"),
-            md5="8a45a24037871c045fbb8a6a8aa95ebc",
+            md5="8a45a24037871c045fbb8a6a8aa95ebc", face=True,
         ),
         _official("taichi", "taichi-cpk.pth.tar", "taichi-256", "Tai-Chi-HD full-body motion"),
         _official("taichi-adv", "taichi-adv-cpk.pth.tar", "taichi-adv-256",
@@ -196,18 +211,58 @@ MODELS: dict[str, RemoteFile] = {
         _official("bair", "bair-cpk.pth.tar", "bair-256", "BAIR robot pushing"),
         _official("mgif", "mgif-cpk.pth.tar", "mgif-256", "Moving-GIF cartoon animals"),
         _official("fashion", "fashion.pth.tar", "fashion-256", "Fashion videos (full-body models)"),
-        _official("nemo", "nemo-cpk.pth.tar", "nemo-256", "UvA-NEMO smiling faces"),
+        _official("nemo", "nemo-cpk.pth.tar", "nemo-256", "UvA-NEMO smiling faces", face=True),
         RemoteFile("vox-512", "vox-cpk-512.pdparams", "vox-512",
                    (Mirror(_PADDLEGAN + "vox-cpk-512.pdparams", note="PaddleGAN's release"),),
-                   description="VoxCeleb talking faces at 512x512 (PaddleGAN's weights)"),
+                   description="VoxCeleb talking faces at 512x512 (PaddleGAN's weights)", family="fomm", face=True,
+                   frame_size=512, licence=_PADDLEGAN_LICENCE),
         RemoteFile("vox-mobile", "vox-mobile.pdparams", "vox-mobile-256",
                    (Mirror(_PADDLEGAN + "vox-mobile.pdparams", note="PaddleGAN's release"),),
-                   description="VoxCeleb talking faces, PaddleGAN's 1.7 M-parameter mobile network (fast on CPUs)"),
+                   description="VoxCeleb talking faces, PaddleGAN's 1.7 M-parameter mobile network (fast on CPUs)",
+                   family="fomm", face=True, frame_size=256, licence=_PADDLEGAN_LICENCE),
     )
 }
+_TPSMM_LICENCE = "MIT (Copyright (c) 2021 yoyo-nb, Thin-Plate Spline Motion Model)"
+_TPSMM_MIRRORS = (
+    Mirror("https://drive.google.com/drive/folders/1pNDo1ODQIb5HVObRtCmubqJikmR7VVLT", "manual",
+           "the TPSMM authors' Google Drive folder"),
+    Mirror("https://disk.yandex.com/d/bWopgbGj1ZUV1w", "manual", "the TPSMM authors' Yandex Disk folder"),
+    Mirror("https://pan.baidu.com/s/1hnXmDpIbRC6WqE3tF9c5QA?pwd=1234", "manual",
+           "the TPSMM authors' Baidu folder (code 1234)"),
+)
+
+MODELS.update({
+    f"tpsmm-{name}": RemoteFile(f"tpsmm-{name}", f"{name}.pth.tar", f"tpsmm-{config}", _TPSMM_MIRRORS,
+                                description=f"Thin-Plate Spline Motion Model (CVPR 2022): {what}", family="tpsmm",
+                                face=face, frame_size=int(config.rsplit("-", 1)[1]), licence=_TPSMM_LICENCE)
+    for name, config, what, face in (
+        ("vox", "vox-256", "VoxCeleb talking faces", True),
+        ("taichi", "taichi-256", "Tai-Chi-HD full-body motion", False),
+        ("ted", "ted-384", "TED-talks upper bodies at 384x384", False),
+        ("mgif", "mgif-256", "Moving-GIF cartoon animals", False),
+    )
+})
+
 """The checkpoints by name. PaddleGAN's files (``vox-512``, ``vox-mobile``, the ``.pdparams`` mirror of
 ``vox``) have no published checksum or exact size; their sha256 is recorded on the first verified
 download."""
+
+
+ENHANCERS: dict[str, RemoteFile] = {
+    "gpen": RemoteFile("gpen", "GPEN-512.pdparams", None,
+                       (Mirror("https://paddlegan.bj.bcebos.com/models/GPEN-512.pdparams",
+                               note="PaddleGAN's release (what its FOMM app downloads)"),),
+                       description="GPEN face enhancer at 512x512, PaddleGAN's weights", family="enhance", face=True,
+                       frame_size=512, licence=_PADDLEGAN_LICENCE),
+    "gfpgan": RemoteFile("gfpgan", "GFPGANv1.4.pth", None,
+                         (Mirror("https://github.com/TencentARC/GFPGAN/releases/download/v1.3.0/GFPGANv1.4.pth",
+                                 note="GFPGAN's GitHub release"),),
+                         description="GFPGAN v1.4 face enhancer (clean architecture) at 512x512", family="enhance",
+                         face=True, frame_size=512,
+                         licence="Apache-2.0 (GFPGAN), with NVIDIA's StyleGAN2 terms for the parts derived from it"),
+}
+"""The face enhancers' weights (``--enhance gpen|gfpgan``). Neither publisher gives a checksum or exact size; the
+sha256 is recorded on the first verified download."""
 
 
 _FAN = "https://www.adrianbulat.com/downloads/python-fan/"
@@ -233,6 +288,22 @@ VGG19_WEIGHTS = RemoteFile(
 
 TRAINING_WEIGHTS: tuple[RemoteFile, ...] = (VGG19_WEIGHTS,)
 """Files training needs besides checkpoints; not in :data:`MODELS` (which lists animation checkpoints)."""
+
+
+def is_face_config(config: str) -> bool | None:
+    """Whether the shipped config ``config`` is of faces, as the registry's checkpoints for it say (None: no
+    checkpoint of the registry uses it)."""
+    flags = {entry.face for entry in MODELS.values() if entry.config == config}
+    return None if not flags else any(flags)
+
+
+def resolve_model(model: str | os.PathLike[str]) -> tuple[str | Path, RemoteFile | None]:
+    """The one place a model reference becomes a config: a registry name gives its entry and the entry's shipped
+    config; a shipped config name or a yaml path gives itself and no entry."""
+    entry = MODELS.get(model) if isinstance(model, str) else None
+    if entry is not None and entry.config is not None:
+        return entry.config, entry
+    return (model if isinstance(model, str) else Path(model)), None
 
 
 def available_models() -> list[str]:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from ..errors import MediaError
+from .atomic import atomic_output
 from .probe import check_input_file
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
@@ -105,3 +107,14 @@ def to_rgb8(img: object) -> np.ndarray:
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         img = Image.alpha_composite(background, rgba)
     return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
+
+
+def save_png(path: str | Path, image: np.ndarray) -> Path:
+    """Write an RGB uint8 image as PNG, atomically."""
+    path = Path(path)
+    ok, data = cv2.imencode(".png", cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise MediaError(f"could not encode the picture {path} as PNG")
+    with atomic_output(path) as tmp:
+        tmp.write_bytes(data.tobytes())
+    return path

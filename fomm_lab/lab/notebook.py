@@ -11,7 +11,6 @@ what it waits for and returns, without a traceback; errors are shown in the note
 from __future__ import annotations
 
 import logging
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -20,41 +19,16 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import FommLabError, Remedy
+from .. import options
+from ..errors import FommLabError, Remedy, python_words
 
 log = logging.getLogger(__name__)
 
 _KEY = "_fomm_lab_notebook"
 
-_PARAMETERS: dict[str, Callable[[Any], str]] = {
-    "crop.source": lambda v: f"CROP_SOURCE = {v!r}",
-    "crop.driving": lambda v: f"CROP_DRIVING = {v!r}",
-    "crop.source_box": lambda v: "SOURCE_BOX = (x0, y0, x1, y1)",
-    "crop.driving_box": lambda v: "DRIVING_BOX = (x0, y0, x1, y1)",
-    "crop.download_face_weights": lambda v: "DOWNLOAD_FACE_WEIGHTS = True",
-    "crop.detector": lambda v: f"FACE_DETECTOR = {v!r}",
-    "motion.best_frame": lambda v: f"BEST_FRAME = {v!r}",
-    "runtime.device": lambda v: f"DEVICE = {v!r}",
-    "runtime.dtype": lambda v: f"DTYPE = {v!r}",
-    "model": lambda v: f"CONFIG = {str(v)!r}",
-}
-
-COMBINATIONS = {
-    "relative": {"relative": True, "adapt_scale": False},
-    "absolute + adapt scale": {"relative": False, "adapt_scale": True},
-    "relative + adapt scale": {"relative": True, "adapt_scale": True},
-}
-"""The three ways of transferring the motion the notebook compares (caption -> MotionOptions fields)."""
-
-
 def notebook_words(remedy: Remedy) -> str | None:
-    """A remedy worded as a change to the notebook's parameters cell."""
-    word = _PARAMETERS.get(remedy.option)
-    if word is None:
-        from ..errors import python_words
-
-        return python_words(remedy)
-    return f"set {word(remedy.value)} in the parameters cell"
+    """A remedy worded as a change to the notebook's parameters cell (Python words where it has no parameter)."""
+    return options.notebook_words(remedy.option, remedy.value) or python_words(remedy)
 
 
 def _display(*objects: Any) -> None:
@@ -71,7 +45,7 @@ def _show_figure(fig: Any) -> None:
 
 
 def animation_path(output_dir: Path, caption: str) -> Path:
-    return output_dir / ("animation-" + caption.replace(" + ", "-").replace(" ", "-") + ".mp4")
+    return output_dir / ("animation-" + caption.replace(" + ", "-").replace(", ", "-").replace(" ", "-") + ".mp4")
 
 
 class NotebookLab:
@@ -166,10 +140,10 @@ class NotebookLab:
         import warnings
 
         from ..faces.detect import FaceAlignmentUnavailable
-        from ..pipeline import get_detector_for
+        from ..pipeline.prepare import get_detector_for
 
         assert self.job is not None
-        key = (self.job.crop.detector, self.job.crop.download_face_weights)
+        key = self._detector_key()
         if key not in self._detectors:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
@@ -180,20 +154,38 @@ class NotebookLab:
                                   + warning.message.error.first_line(notebook_words))
         return self._detectors[key]
 
+    def _detector_key(self) -> tuple[str, bool]:
+        assert self.job is not None
+        return (self.job.crop.detector, self.job.crop.download_face_weights)
+
     def landmarks(self) -> Callable[[np.ndarray], np.ndarray | None] | None:
         landmarks = getattr(self.detector(), "landmarks", None)
         return landmarks if callable(landmarks) else None
 
     def model(self) -> Any:
-        """The model of the parameters, loaded once (downloaded once, with a progress bar)."""
-        from ..engine.model import load_model
-
+        """The model of the parameters, loaded once (downloaded once, with a progress bar) by the session."""
         assert self.job is not None
         key = (str(self.job.model), str(self.job.checkpoint), self.job.runtime.device)
         if self._model is None or self._model[0] != key:
-            self._model = (key, load_model(self.job.model, self.job.checkpoint, device=self.job.runtime.device))
+            self._model = (key, self.session().model)
             self.prepared, self.results = None, {}
         return self._model[1]
+
+    def session(self) -> Any:
+        """The :class:`~fomm_lab.pipeline.Animation` of the current parameters and choices, sharing the loaded
+        model, the face detector and the prepared crops; the driving crops go to the output folder."""
+        from ..pipeline import Animation, OutputOptions
+
+        assert self.job is not None
+        job = self.job
+        if job.output.video is None:
+            job = replace(job, output=OutputOptions(video=animation_path(self.output_dir, "check")))
+        key = (str(job.model), str(job.checkpoint), job.runtime.device)
+        model = self._model[1] if self._model is not None and self._model[0] == key else None
+        session = Animation(job, model=model, detector=self._detectors.get(self._detector_key()),
+                            workdir=self.output_dir / "crops", say=print)
+        session._prepared = self.prepared
+        return session
 
     # -- the photo ----------------------------------------------------------------------------
     def choose_photo(self, folder: str | Path, selected: str | Path) -> Path:
@@ -210,7 +202,8 @@ class NotebookLab:
     def crop_photo(self, photo: str | Path | None = None) -> Any:
         """Crop ``photo`` (default: the gallery's current choice, else SOURCE_IMAGE) as the pipeline does and
         show the photo with its box beside the crop."""
-        from ..pipeline import model_config, prepare_source
+        from ..pipeline import model_config
+        from ..pipeline.check import needs_detector
         from .figures import photo_crop_figure
 
         assert self.job is not None
@@ -218,12 +211,12 @@ class NotebookLab:
             photo = self._gallery.path if self._gallery is not None else self.job.source
         self.job = replace(self.job, source=Path(photo))
         config = model_config(self.job.model)
-        needs = self.job.crop.source is not False and self.job.crop.source_box is None and config.is_face_model
         self.source = None
         print(f"Photo: {Path(photo).resolve()}")
         with self.step("Cropping the photo"):
-            self.source = prepare_source(Path(photo), config.frame_size, self.job.crop, config,
-                                         self.detector() if needs else None)
+            if needs_detector(self.job.crop, config):
+                self.detector()
+            self.source = self.session().prepare_source(Path(photo))
             _show_figure(photo_crop_figure(self.source))
         self.prepared, self.results = None, {}
         return self.source
@@ -257,7 +250,6 @@ class NotebookLab:
     def prepare(self) -> Any:
         """Cut the driving clip to its face track (the pipeline's decisions), find the reference frame,
         and show the crop plan and the keypoints of the photo and of the reference frame."""
-        from .. import pipeline
 
         if self.source is None:
             self.waiting("a photo: run the photo cell above first")
@@ -267,27 +259,23 @@ class NotebookLab:
             self.waiting("a driving clip (see the recording step above)")
             return None
         with self.step("Preparing the driving clip"):
-            checked = pipeline.check_job(replace(self.job, output=pipeline.OutputOptions(
-                video=self.output_dir / "animation-check.mp4")))
-            landmarks = self.landmarks() if self.job.motion.find_best_frame else None
-            if self.job.motion.find_best_frame and landmarks is None:
+            if self.job.motion.find_best_frame and self.landmarks() is None:
                 print("Best frame needs face-alignment's landmarks (unavailable): the first frame is the reference.")
                 self.job = replace(self.job, motion=replace(self.job.motion, find_best_frame=False))
-            workdir = Path(tempfile.mkdtemp(prefix="crops-", dir=self.output_dir))
-            prepared = pipeline.prepare(self.job, checked, workdir, self.detector(), landmarks=landmarks,
-                                        say=print, source=self.source)
-            driving = prepared.drivings[0]
-            if driving.plan is not None:
-                cropped = self.output_dir / "driving-crop.mp4"
-                driving.path.replace(cropped)
-                driving.path = cropped
-                if driving.audio_from is not None:
-                    driving.audio_from = cropped
-                self._show_plan(driving.plan)
-            workdir.rmdir()
+            self.detector()
+            self.prepared = None
+            session = self.session()
+            prepared = session.prepare(source=self.source)
+            if prepared.drivings[0].plan is not None:
+                self._show_plan(prepared.drivings[0].plan)
             self.prepared, self.results = prepared, {}
+            self._model = (self._model_key(), session.model)
             self._show_keypoints()
         return self.prepared
+
+    def _model_key(self) -> tuple:
+        assert self.job is not None
+        return (str(self.job.model), str(self.job.checkpoint), self.job.runtime.device)
 
     def _show_plan(self, plan: Any) -> None:
         from ..io.video import read_video
@@ -310,29 +298,30 @@ class NotebookLab:
         frames = driving_frames(self.prepared.drivings[0], size)
         reference = next(f for i, f in enumerate(frames) if i == reference_index)
         images = [self.prepared.source.images[0], reference]
+        detect = model.inference_networks().kp_detector
         with torch.inference_mode():
-            keypoints = [model.kp_detector(frames_to_tensor([image], size, model.device)) for image in images]
+            keypoints = [detect(frames_to_tensor([image], size, model.device)) for image in images]
         _show_figure(keypoints_figure(images, keypoints, ["photo", f"reference frame {reference_index}"]))
 
     # -- animating and exporting --------------------------------------------------------------
-    def animate(self, combinations: dict[str, dict[str, bool]] = COMBINATIONS) -> dict[str, Path]:
-        """One animation per motion combination (caption -> MotionOptions fields), written as mp4."""
-        from .. import pipeline
+    def animate(self) -> dict[str, Path]:
+        """One animation per motion mode the model's family offers (FOMM: the three relative / adapt-scale
+        combinations), written as mp4 by the session."""
+        from ..pipeline import OutputOptions
 
         if self.prepared is None:
             self.waiting("the prepared clip: run the cells above (photo, driving clip, preparation) first")
             return {}
         assert self.job is not None
-        model = self.model()
         results = {}
         with self.step("Animating"):
-            for caption, options in combinations.items():
-                path = animation_path(self.output_dir, caption)
-                motion = replace(self.job.motion, **options)
-                result = pipeline.animate(self.prepared, model, motion, pipeline.OutputOptions(video=path),
-                                          self.job.runtime, self.job.crop, self.job.strict)
-                results[caption] = result.outputs["video"]
-                print(f"{caption}: {path} ({result.frames} frames, {result.dtype})")
+            session = self.session()
+            for mode in self.model().modes:
+                path = animation_path(self.output_dir, mode.label)
+                result = session.animate(output=OutputOptions(video=path), relative=mode.relative,
+                                         adapt_scale=mode.adapt_scale, avd=mode.avd)
+                results[mode.label] = result.outputs["video"]
+                print(f"{mode.label}: {path} ({result.frames} frames, {result.dtype})")
             self.results = results
         return self.results
 
@@ -380,14 +369,12 @@ class NotebookLab:
     def _live_animator(self) -> Any:
         """An Animator for live use (relative motion with adapted scale), or None (and a waiting line) before a
         photo is chosen."""
-        from .. import pipeline
 
         if self.source is None:
             self.waiting("a photo: run the photo cell above first")
             return None
         assert self.job is not None
-        return pipeline.make_animator(self.model(), replace(self.job.motion, relative=True, adapt_scale=True),
-                                      self.job.runtime)
+        return self.session().animator(replace(self.job.motion, relative=True, adapt_scale=True))
 
     def local_camera(self, camera: int | str) -> Any:
         """Animate from a camera on the kernel's machine (e.g. ``docker run --device /dev/video0``)."""

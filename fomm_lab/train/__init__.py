@@ -10,7 +10,7 @@ The stages, in the order a user runs them:
   :mod:`~fomm_lab.train.vgg`, :mod:`~fomm_lab.train.transforms`, :mod:`~fomm_lab.train.discriminator`), the official
   optimisers and schedule, checkpoints in the official format, one process or many (:mod:`~fomm_lab.train.distributed`).
 * :mod:`~fomm_lab.train.evaluate` -- ``fomm-lab reconstruct``: per-video L1 and AKD on the test videos.
-* :mod:`~fomm_lab.train.pairs` -- ``fomm-lab animate-pairs``: many source/driving pairs through the one pipeline.
+* ``fomm-lab animate-pairs`` (inference, not training) lives in :mod:`fomm_lab.pipeline.pairs`.
 
 Import from the modules; this package file imports nothing (no torch at import time).
 """

@@ -148,7 +148,7 @@ def resolve_checkpoint(value: str | Path, cache_dir: Path | None, progress: bool
     """A checkpoint file, or the cached file of a registry name (downloaded and verified when missing)."""
     path = Path(value)
     if isinstance(value, str) and value in MODELS and not path.exists():
-        from ..hub.download import ensure_checkpoint
+        from ..engine.weights import ensure_checkpoint
 
         return ensure_checkpoint(value, cache_dir=cache_dir, progress=progress)
     if not path.is_file():
@@ -406,7 +406,8 @@ class _Run:
                            networks=networks)
 
     def picture(self, batch: dict, generated, step: int) -> None:
-        from .visualize import save_png, training_picture
+        from ..io.image import save_png
+        from .visualize import training_picture
 
         image = training_picture(batch["source"], batch["driving"], generated, self.config.visualizer)
         save_png(self.out / VIS_FOLDER / f"step-{step:08d}.png", image)

@@ -10,16 +10,13 @@ Keypoints are discs of ``visualizer_params.kp_size`` pixels coloured by ``visual
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..engine.nets.generator import warp
-from ..errors import ConfigError, MediaError
-from ..io.atomic import atomic_output
+from ..errors import ConfigError
 from .model import Generated
 from .params import VisualizerParams
 
@@ -90,12 +87,3 @@ def training_picture(source: torch.Tensor, driving: torch.Tensor, generated: Gen
     return np.hstack(tiles)
 
 
-def save_png(path: str | Path, image: np.ndarray) -> Path:
-    """Write an RGB uint8 image as PNG, atomically."""
-    path = Path(path)
-    ok, data = cv2.imencode(".png", cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise MediaError(f"could not encode the picture {path} as PNG")
-    with atomic_output(path) as tmp:
-        tmp.write_bytes(data.tobytes())
-    return path

@@ -18,7 +18,7 @@ class KPDetector(nn.Module):
     a softmax with ``temperature`` over each heatmap gives a distribution whose mean is the
     keypoint (x, y) in [-1, 1]. The jacobian head predicts 4 channels per jacobian map; each
     keypoint's jacobian is the heatmap-weighted sum of its map (one shared map when
-    ``single_jacobian_map``). The fused inference form (:func:`~fomm_lab.engine.nets.fuse.fuse_for_inference`)
+    ``single_jacobian_map``). The fused inference form (:func:`~fomm_lab.engine.fast.fuse.fuse_for_inference`)
     replaces the head by one that applies its linear map after the weighted sum.
 
     ``mobile_net``: PaddleGAN's mobile topology (:mod:`.mobile`): depthwise-separable hourglass blocks,

@@ -15,9 +15,8 @@ The same three networks as the paper's, with cheaper blocks:
   (sigma 0.25) instead of one sized by the scale (:class:`~.blocks.AntiAliasInterpolation2d`).
 
 Sub-module names (``conv``, ``norm``, ``conv1``, ``norm1``, ``conv_pw`` ...) follow PaddleGAN's, so its
-weights load by name. Each block's ``fused()`` gives its exact inference form (batch norms folded into
-the convolutions before them; see :func:`fomm_lab.engine.nets.fuse.fuse_for_inference`); all blocks take
-and return NCHW tensors.
+weights load by name. All blocks take and return NCHW tensors; their exact inference forms (batch norms
+folded) are in :mod:`fomm_lab.engine.fast.mobile`.
 """
 
 from __future__ import annotations
@@ -27,7 +26,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from .blocks import SameBlock2d
-from .fuse import fold_batchnorm
 
 
 def _depthwise(channels: int, kernel_size, padding) -> nn.Conv2d:
@@ -54,10 +52,6 @@ class MobileDownBlock2d(nn.Module):
         out = F.relu(self.norm(self.conv(x)))
         return self.pool(F.relu(self.norm1(self.conv1(out))))
 
-    def fused(self) -> nn.Module:
-        return _FusedSeparable(fold_batchnorm(self.conv, self.norm), fold_batchnorm(self.conv1, self.norm1),
-                               upsample=False, pool=True)
-
 
 class MobileUpBlock2d(nn.Module):
     """Nearest 2x up-sampling, depthwise conv-BN-ReLU, pointwise conv-BN-ReLU:
@@ -73,28 +67,6 @@ class MobileUpBlock2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.norm(self.conv(F.interpolate(x, scale_factor=2))))
         return F.relu(self.norm1(self.conv1(out)))
-
-    def fused(self) -> nn.Module:
-        return _FusedSeparable(fold_batchnorm(self.conv, self.norm), fold_batchnorm(self.conv1, self.norm1),
-                               upsample=True, pool=False)
-
-
-class _FusedSeparable(nn.Module):
-    """A mobile down or up block with its batch norms folded:
-    [nearest 2x] -> relu(depthwise'(x)) -> relu(pointwise'(.)) -> [2x2 average pooling]."""
-
-    def __init__(self, depthwise: nn.Conv2d, pointwise: nn.Conv2d, *, upsample: bool, pool: bool):
-        super().__init__()
-        self.depthwise = depthwise
-        self.pointwise = pointwise
-        self.upsample = upsample
-        self.pool = pool
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.upsample:
-            x = F.interpolate(x, scale_factor=2)
-        out = F.relu(self.pointwise(F.relu(self.depthwise(x))))
-        return F.avg_pool2d(out, 2) if self.pool else out
 
 
 class MobileResBlock2d(nn.Module):
@@ -116,25 +88,6 @@ class MobileResBlock2d(nn.Module):
         out = self.norm_pw(self.conv_pw(F.relu(self.norm1(x))))
         out = F.relu(self.norm_dw(self.conv_dw(out)))
         return self.norm_pw_linear(self.conv_pw_linear(out)) + x
-
-    def fused(self) -> nn.Module:
-        return _FusedInvertedResidual(self)
-
-
-class _FusedInvertedResidual(nn.Module):
-    """MobileResBlock2d with norm_pw, norm_dw and norm_pw_linear folded into the convolutions before them
-    (norm1 acts on the residual stream itself and stays)."""
-
-    def __init__(self, block: MobileResBlock2d):
-        super().__init__()
-        self.norm1 = block.norm1
-        self.conv_pw = fold_batchnorm(block.conv_pw, block.norm_pw)
-        self.conv_dw = fold_batchnorm(block.conv_dw, block.norm_dw)
-        self.conv_pw_linear = fold_batchnorm(block.conv_pw_linear, block.norm_pw_linear)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.conv_dw(self.conv_pw(F.relu(self.norm1(x)))))
-        return self.conv_pw_linear(out) + x
 
 
 def conv_stack(in_features: int, out_features: int, *, padding: int, relu: bool) -> nn.Sequential:

@@ -1,0 +1,122 @@
+"""The fused convolution: a convolution with its batch norm folded in, run by Winograd's algorithm where that pays.
+
+BatchNorm folded into the convolution before it: conv(x) * g + h is one convolution with weights W * g and
+bias b * g + h, where g = gamma / sqrt(var + eps), h = beta - mean * g (eval mode only).
+
+In float32 on the CPU, 3x3 and 2x2 convolutions on large enough inputs use Winograd's minimal filtering
+(:mod:`.winograd`, once :func:`~fomm_lab.engine.fast.fuse.enable_winograd` has allowed it). Eagerly, each
+kernel transform is made the first time its convolution gets such an input and kept, so a model only holds the
+transforms its frame size uses; a compiled graph computes them per call instead and holds none.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .winograd import TILE_FOR_KERNEL, WinogradPlan
+
+WINOGRAD_MAX_KERNEL_ELEMENTS = 2_400_000
+"""Largest transformed kernel (n*n*Cout*Cin floats) allowed by :meth:`FusedConv.enable_winograd`: the wide layers of
+the hourglasses run at 8x8 or less, where Winograd does not pay, and would cost the most memory."""
+
+WINOGRAD_MIN_PIXELS = 32 * 32
+"""Winograd only on outputs of at least this many pixels (below, the tile transforms cost more than they save)."""
+
+WINOGRAD_MAX_PIXELS = 96 * 96
+"""... and at most this many: the per-frame maps are 64x64 (vox-256); on larger ones (the generator's encoder,
+once per source) the transformed tiles would take more memory than the networks' weights, and for the 2x2 phase
+kernels of the up-blocks the transforms of F(3x3, 2x2) cost as much time as they save there."""
+
+
+def plain_ops() -> bool:
+    """True while the networks are being exported or traced (ONNX, torch.export, TorchScript): the
+    fused blocks then use only standard operators (no Winograd, no ``as_strided``)."""
+    return bool(torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting() or torch.jit.is_tracing())
+
+
+class FusedConv(nn.Module):
+    """A convolution with batch norm folded in: ``weight`` (Cout, Cin / groups, kh, kw), ``bias`` (Cout,), zero
+    ``padding``, ``stride``, ``dilation``, ``groups`` as the convolution it replaces.
+
+    Once allowed (:func:`enable_winograd`; stride-1, undilated, ungrouped 3x3 and 2x2 convolutions), float32
+    CPU inputs of a profitable size are convolved by Winograd's algorithm (``winograd``: its transforms). The
+    kernel transform (``winograd_kernels``, 4x the weight) is made by the first such call that runs eagerly and
+    kept; it is derived data, which copies and pickles leave out. Under a compiler the graph computes it per
+    call, so a compiled model holds none.
+    """
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, padding: int | tuple[int, int], *,
+                 stride: int | tuple[int, int] = 1, dilation: int | tuple[int, int] = 1, groups: int = 1):
+        super().__init__()
+        self.weight = nn.Parameter(weight.detach().contiguous(), requires_grad=False)
+        self.bias = nn.Parameter(bias.detach().contiguous(), requires_grad=False)
+        self.padding = padding
+        self.stride = stride
+        self.dilation = dilation
+        self.groups = groups
+        self.winograd: WinogradPlan | None = None
+        self.winograd_kernels: torch.Tensor | None = None
+
+    @classmethod
+    def from_conv(cls, conv: nn.Conv2d, norm: nn.BatchNorm2d | None = None) -> FusedConv:
+        if isinstance(conv.padding, str) or conv.padding_mode != "zeros":
+            raise ValueError("FusedConv needs a convolution with numeric zero padding")
+        weight, bias = conv.weight, conv.bias if conv.bias is not None else torch.zeros_like(conv.weight[:, 0, 0, 0])
+        if norm is not None:
+            gain = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+            weight, bias = weight * gain.view(-1, 1, 1, 1), (bias - norm.running_mean) * gain + norm.bias
+        padding = conv.padding if conv.padding[0] != conv.padding[1] else conv.padding[0]
+        return cls(weight, bias, padding, stride=_single(conv.stride), dilation=_single(conv.dilation),
+                   groups=conv.groups)
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        return {**state, "winograd_kernels": None}
+
+    def enable_winograd(self) -> bool:
+        """Allow Winograd's algorithm when this convolution has a square 3x3 or 2x2 float32 kernel, symmetric
+        padding and a kernel transform of at most :data:`WINOGRAD_MAX_KERNEL_ELEMENTS`; True when it does."""
+        cout, cin, kh, kw = self.weight.shape
+        if kh != kw or kh not in (2, 3) or not isinstance(self.padding, int):
+            return False
+        if self.groups != 1 or self.stride != 1 or self.dilation != 1:
+            return False
+        plan_size = (kh + TILE_FOR_KERNEL[kh] - 1) ** 2 * cout * cin
+        if plan_size > WINOGRAD_MAX_KERNEL_ELEMENTS or self.weight.dtype != torch.float32:
+            return False
+        self.winograd = WinogradPlan(kh, device=self.weight.device)
+        return True
+
+    def _use_winograd(self, x: torch.Tensor) -> bool:
+        if self.winograd is None or self.weight.dtype != torch.float32 or x.dtype != torch.float32:
+            return False
+        if x.device.type != "cpu" or x.dim() != 4 or torch.is_autocast_enabled("cpu") or plain_ops():
+            return False
+        pad, r = self.padding if isinstance(self.padding, int) else 0, self.weight.shape[-1]
+        pixels = (x.shape[2] + 2 * pad - r + 1) * (x.shape[3] + 2 * pad - r + 1)
+        return WINOGRAD_MIN_PIXELS <= pixels <= WINOGRAD_MAX_PIXELS
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._use_winograd(x):
+            plan = self.winograd
+            assert plan is not None and isinstance(self.padding, int)  # enable_winograd allows symmetric padding only
+            if torch.compiler.is_compiling():
+                kernels = plan.kernels(self.weight)  # in the graph, freed after use
+            else:
+                if self.winograd_kernels is None:
+                    self.winograd_kernels = plan.kernels(self.weight)
+                kernels = self.winograd_kernels
+            return plan(x, kernels, self.bias, self.padding)
+        return F.conv2d(x, self.weight, self.bias, stride=self.stride, padding=self.padding, dilation=self.dilation,
+                        groups=self.groups)
+
+
+def _single(pair: tuple[int, ...]) -> int | tuple[int, ...]:
+    return pair[0] if len(set(pair)) == 1 else pair
+
+
+def fold_batchnorm(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> FusedConv:
+    """A new convolution equal to norm(conv(x)) in eval mode."""
+    return FusedConv.from_conv(conv, norm)

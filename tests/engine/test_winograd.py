@@ -1,0 +1,89 @@
+"""Winograd's minimal filtering: its matrices, its convolutions against direct ones, and where the fused
+convolutions use it (tolerances: speed_helpers)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from speed_helpers import winograd_bound
+
+from fomm_lab import Animator, load_model
+from fomm_lab.engine.fast.conv import FusedConv
+from fomm_lab.engine.fast.fuse import enable_winograd
+from fomm_lab.engine.fast.winograd import WinogradPlan, winograd_matrices
+
+
+@pytest.mark.parametrize("m, r", [(4, 3), (3, 2), (2, 3)])
+def test_winograd_matrices_compute_a_correlation_exactly(m, r):
+    at, g, bt = winograd_matrices(m, r)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        d, k = rng.standard_normal(m + r - 1), rng.standard_normal(r)
+        want = [sum(k[j] * d[i + j] for j in range(r)) for i in range(m)]
+        np.testing.assert_allclose(at @ ((g @ k) * (bt @ d)), want, atol=1e-12)
+
+
+@pytest.mark.parametrize("shape, cout, r, padding", [
+    ((1, 16, 64, 64), 24, 3, 1), ((2, 8, 37, 29), 5, 3, 1), ((1, 12, 33, 40), 20, 2, 1), ((3, 4, 9, 7), 6, 2, 0),
+    ((1, 6, 11, 13), 3, 3, 2),
+])
+def test_winograd_convolution_equals_direct(shape, cout, r, padding):
+    """Any size (tiles that overhang the edge), batch, padding; error a few times the direct convolution's."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(*shape, generator=g)
+    w = torch.randn(cout, shape[1], r, r, generator=g) / (shape[1] * r * r) ** 0.5
+    b = torch.randn(cout, generator=g)
+    exact = F.conv2d(x.double(), w.double(), b.double(), padding=padding)
+    direct = F.conv2d(x, w, b, padding=padding)
+    plan = WinogradPlan(r)
+    winograd = plan(x, plan.kernels(w), b, padding)
+    assert winograd.shape == direct.shape
+    direct_error = float((direct.double() - exact).abs().max())
+    winograd_error = float((winograd.double() - exact).abs().max())
+    assert winograd_error <= winograd_bound(direct_error, exact), (winograd_error, direct_error)
+
+
+def test_fused_conv_uses_winograd_only_where_it_pays():
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(32, 32, 3, padding=1).eval()
+    fused = FusedConv.from_conv(conv)
+    assert enable_winograd(fused) == 1 and fused.winograd_kernels is None  # allowed; the transform is made on first use
+    big, small = torch.randn(1, 32, 40, 40), torch.randn(1, 32, 8, 8)
+    assert fused._use_winograd(big) and not fused._use_winograd(small)
+    assert not fused._use_winograd(big.bfloat16())
+    with torch.inference_mode():
+        assert torch.equal(fused(small), F.conv2d(small, fused.weight, fused.bias, padding=1))
+        assert fused.winograd_kernels is None  # small inputs run directly and make no transform
+        exact = F.conv2d(big.double(), conv.weight.double(), conv.bias.double(), padding=1)
+        direct_error = float((conv(big).double() - exact).abs().max())
+        assert float((fused(big).double() - exact).abs().max()) <= winograd_bound(direct_error, exact)
+        assert fused.winograd_kernels is not None
+    wide = FusedConv.from_conv(torch.nn.Conv2d(512, 512, 3, padding=1))
+    assert not wide.enable_winograd()  # its transform would cost 36 MB for maps of 8x8 pixels
+    copied = __import__("copy").deepcopy(fused)
+    assert copied.winograd_kernels is None and copied.winograd is not None  # derived data: copies leave it out
+
+
+def test_a_model_makes_only_the_winograd_transforms_its_frame_size_uses(tiny_vox, golden_dir):
+    """Transforms are made for the convolutions whose inputs, at the model's frame size, are in Winograd's
+    range; the others (here the generator's full-resolution encoder) hold none."""
+    model = load_model(*tiny_vox, device="cpu")
+    gold = np.load(golden_dir / "tiny-vox-golden.npz")
+    nets = [model.kp_detector, model.generator]
+    model.inference_networks()
+    convs = [m for net in nets for m in net.modules() if isinstance(m, FusedConv)]
+    allowed = [m for m in convs if m.winograd is not None]
+    assert all(m.winograd_kernels is None for m in convs) and len(allowed) > 20
+    in_range = set()
+    hooks = [m.register_forward_pre_hook(lambda m, args: in_range.add(m) if m._use_winograd(args[0]) else None)
+             for m in convs]
+    list(Animator(model).animate(gold["source"], gold["driving"][:2]))
+    for hook in hooks:
+        hook.remove()
+    planned = {m for m in convs if m.winograd_kernels is not None}
+    assert planned == in_range
+    first = model.generator.down_blocks[0].conv  # 256x256 outputs: beyond Winograd's range
+    assert first in allowed and first.winograd_kernels is None
+    assert len(planned) < len(allowed)  # some allowed layers never see such inputs

@@ -111,14 +111,15 @@ class LiveSession:
         return BestReference(index, len(frames), self._method)
 
     def _model_keypoints(self, img: np.ndarray) -> np.ndarray:
-        """The FOMM keypoints of ``img`` as (K, 2) xy in [-1, 1]: the landmark fallback."""
+        """The model's keypoints of ``img`` as (K, 2) xy in [-1, 1]: the landmark fallback."""
         import torch
 
         from .engine.frames import frames_to_tensor
 
         model = self.animator.model
+        detect = model.inference_networks().kp_detector
         with torch.inference_mode():
-            keypoints = model.kp_detector(frames_to_tensor([img], self.size, model.device))
+            keypoints = detect(frames_to_tensor([img], self.size, model.device))
         return keypoints.value[0].float().cpu().numpy()
 
     def start_recording(self, path: str | Path, fps: float = 15) -> None:

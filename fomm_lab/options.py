@@ -12,8 +12,9 @@ No imports beyond the standard library: the CLI builds its parser from this modu
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -46,7 +47,7 @@ class Option:
     choices: tuple[str, ...] | None = None
     notebook: str | None = None
     commands: tuple[str, ...] = ("animate",)
-    extra_flags: tuple[tuple[str, Any], ...] = field(default=())
+    extra_flags: tuple[tuple[str, Any], ...] = dataclasses.field(default=())
     """Further switches on the same field: (flag, value), e.g. ``--multi-face`` sets ``crop.faces`` to ``all``."""
 
     @property
@@ -192,10 +193,12 @@ OWNERS = {"crop": "CropOptions", "motion": "MotionOptions", "output": "OutputOpt
 
 
 def python_words(field_name: str, value: Any) -> str:
-    """How Python code sets a field: ``CropOptions(source=False)``, ``AnimateJob(model='vox')``."""
+    """How Python code sets a field: ``CropOptions(source=False)``, ``AnimateJob(strict=True)``."""
     opt = option(field_name)
     if opt.field == "download.url":
         return f"fomm_lab.engine.weights.download_checkpoint({value!r}, url=URL)"
+    if opt.field == "model":
+        return f"load_model({value!r}), or AnimateJob(model={value!r})"
     call = f"{opt.name}={value!r}"
     if opt.owner in OWNERS:
         return f"{OWNERS[opt.owner]}({call})"

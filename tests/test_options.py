@@ -73,7 +73,7 @@ def test_the_animate_flags_are_the_tables():
     ("runtime.compile", False, "without --compile", None, "RuntimeOptions(compile=False)"),
     ("crop.faces", "all", "--multi-face", None, "CropOptions(faces='all')"),
     ("model", "vox-256", "--config vox-256", "set CONFIG = 'vox-256' in the parameters cell",
-     "AnimateJob(model='vox-256')"),
+     "load_model('vox-256'), or AnimateJob(model='vox-256')"),
 ])
 def test_each_shell_words_an_option_from_the_one_table(field, value, cli, notebook, python):
     assert options.cli_words(field, value) == cli

@@ -76,6 +76,16 @@ def animate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fomm(model: Any, what: str) -> Any:
+    """``model`` when it is a First Order Motion Model; FommLabError for another family."""
+    from ..engine.model import FommModel
+    from ..errors import FommLabError
+
+    if not isinstance(model, FommModel):
+        raise FommLabError(f"{what} handles First Order Motion Models so far; {model.name} is a {model.family} model")
+    return model
+
+
 def export(args: argparse.Namespace) -> int:
     """``fomm-lab export --format onnx``: the model's ONNX graphs and manifest into a new folder."""
     from ..engine.families import load_model
@@ -92,7 +102,7 @@ def export(args: argparse.Namespace) -> int:
 
         raise CheckpointError(f"checkpoint {args.checkpoint} does not exist; check the path")
     model = load_model(args.config, args.checkpoint, device="cpu", cache_dir=args.cache_dir, progress=args.progress)
-    exported = export_onnx(model, out, opset=args.opset)
+    exported = export_onnx(_fomm(model, "ONNX export"), out, opset=args.opset)
     for name in exported.graphs:
         print(f"wrote {exported.path(name)}")
     print(f"wrote {out / 'manifest.json'} ({model.name}, {model.frame_size} frames, {exported.num_kp} keypoints)")
@@ -192,7 +202,7 @@ def prepare_data(args: argparse.Namespace) -> int:
     result = run(args.videos, args.out, options, say=_say(args))
     print(f"{args.out}: {len(result.written)} video(s) written, {len(result.kept)} kept, {len(result.failed)} failed")
     for path, error in result.failed:
-        from . import render_error
+        from .render import render_error
 
         print(render_error(error, WORDS["prepare_data"]).replace("fomm-lab: error: ", f"fomm-lab: error: {path}: ", 1),
               file=sys.stderr)
@@ -232,7 +242,8 @@ def reconstruct(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     options = ReconstructOptions(side_by_side=args.out if args.side_by_side else None, max_videos=args.max_videos,
                                  batch_size=args.batch_size, progress=args.progress)
-    result = run(model, args.data, args.out / "reconstruction.csv", options, landmarks=landmarks, say=_say(args))
+    result = run(_fomm(model, "reconstruct"), args.data, args.out / "reconstruction.csv", options, landmarks=landmarks,
+                 say=_say(args))
     summary = f"mean L1 {result.mean_l1:.4f} over {len(result.per_frame_l1)} frames of {len(result.videos)} video(s)"
     if result.keypoints is not None:
         summary += f", AKD {result.keypoints.akd:.3f} px (missing {100 * result.keypoints.missing:.1f} %)"
@@ -259,7 +270,7 @@ def animate_pairs(args: argparse.Namespace) -> int:
     print(f"{args.out}: {len(result.written)} written, {len(result.skipped)} already there, "
           f"{len(result.failed)} failed")
     if result.failed:
-        from . import render_error
+        from .render import render_error
 
         for pair, error in result.failed:
             print(render_error(error, WORDS["animate_pairs"]).replace(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from ..options import Option, option, options_of
 
@@ -80,7 +81,7 @@ def add_options(p: argparse.ArgumentParser, command: str) -> None:
     for opt in options_of(command):
         assert opt.flag is not None
         default_text = "" if opt.default in (None, False, True) or opt.parse is None else f" (default: {opt.default})"
-        common = {"dest": dest(opt), "default": argparse.SUPPRESS, "help": opt.help + default_text}
+        common: dict[str, Any] = {"dest": dest(opt), "default": argparse.SUPPRESS, "help": opt.help + default_text}
         if opt.negatable:
             p.add_argument(opt.flag, action=argparse.BooleanOptionalAction, **common)
         elif opt.parse is None:

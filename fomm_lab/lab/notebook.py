@@ -289,7 +289,7 @@ class NotebookLab:
         import torch
 
         from ..engine.frames import frames_to_tensor
-        from ..pipeline import driving_frames
+        from ..pipeline.prepare import driving_frames
         from .figures import keypoints_figure
 
         model = self.model()

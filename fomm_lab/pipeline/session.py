@@ -217,8 +217,11 @@ class Animation:
                 from ..hub.download import ensure_checkpoint
                 from ..hub.registry import ENHANCERS
 
+                def verify(path: Path) -> None:
+                    read_weights(path)
+
                 weights = ensure_checkpoint(ENHANCERS[kind], cache_dir=self.job.cache_dir, progress=self.progress,
-                                            verify=read_weights)
+                                            verify=verify)
             runtime = self.job.runtime
             device = str(self.model.device)
             self._enhancer = (key, load_enhancer(kind, weights, device=device, dtype=runtime.dtype,

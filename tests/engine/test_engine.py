@@ -169,7 +169,7 @@ def test_config_mismatch_suggests_fitting_shipped_config(tmp_path):
     kp_detector, generator = build_networks(load_config("vox-256"))
     path = tmp_path / "vox-cpk.pth.tar"
     torch.save({"generator": generator.state_dict(), "kp_detector": kp_detector.state_dict()}, path)
-    with pytest.raises(CheckpointError, match=r"(?s)config mgif-256: use a config that fits it \(model='vox-256'\).*fit this file: .*vox-256"):
+    with pytest.raises(CheckpointError, match=r"(?s)config mgif-256: use a config that fits it \(load_model\('vox-256'\).*fit this file: .*vox-256"):
         load_model("mgif-256", path, device="cpu")
     assert load_model("vox-256", path, device="cpu").name == "vox-256"
 

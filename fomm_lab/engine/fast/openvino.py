@@ -19,7 +19,7 @@ import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -98,7 +98,7 @@ def openvino_networks(model: FommModel, *, dtype: torch.dtype = torch.float32, f
     """
     require_openvino()
     key = ("openvino", dtype, str(folder) if folder is not None else None, threads)
-    return model.variant(key, lambda: _build(model, dtype, folder, threads))
+    return cast(FommNetworks, model.variant(key, lambda: _build(model, dtype, folder, threads)))
 
 
 def _build(model: FommModel, dtype: torch.dtype, folder: str | Path | None, threads: int | None) -> FommNetworks:

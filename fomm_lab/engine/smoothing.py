@@ -25,7 +25,7 @@ def cutoffs(strength: float) -> tuple[float, float]:
     Strength 1 cuts jitter above 0.02 cycles/frame while the keypoints are still, 0.5 above 0.04.
     beta = 8 raises the cut-off with the speed (in keypoint units, [-1, 1] across the frame, per frame)
     so that a sudden move of 0.3 is followed to 90 % on its own frame and 98 % on the next: at most one
-    frame of lag. (Chosen on simulated paths: tests/test_group.py measures it.)
+    frame of lag. (Chosen on simulated paths: tests/faces/test_group.py measures it.)
     """
     strength = min(max(strength, 1e-3), 1.0)
     return 0.02 / strength, 8.0

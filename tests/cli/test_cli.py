@@ -20,7 +20,7 @@ from fomm_lab import MediaError
 from fomm_lab.cli import main
 from fomm_lab.hub.registry import MODELS
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def run_module(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "tpsmm-golden"
+GOLDEN = Path(__file__).resolve().parents[2] / "fixtures" / "tpsmm-golden"
 YAML = GOLDEN / "tiny-vox.yaml"
 CHECKPOINT = GOLDEN / "tiny-vox.pth.tar"
 MODES = ("standard", "relative", "avd")

@@ -26,7 +26,7 @@ from fomm_lab.train.checkpoint import LAST
 from fomm_lab.train.data import VideoFrames, dataset_layout
 from fomm_lab.train.prepare import split_of
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def one_line_error(err: str) -> str:

@@ -24,7 +24,7 @@ from fomm_lab.train.checkpoint import LAST
 from fomm_lab.train.model import build_training_networks
 from fomm_lab.train.params import load_training_config
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow

@@ -21,7 +21,7 @@ from fomm_lab.cli import main, render_error
 from fomm_lab.errors import NoFaceError
 from fomm_lab.io import read_video
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)

@@ -16,6 +16,11 @@ Each mode is measured on a long clip (--frames, median ms per frame; the mean wi
 short one (--short frames, one ``animate()`` call on a photo not seen before, all its source work included,
 ms per frame), and its peak RSS in a fresh process (load, warm-up or compilation, --rss-frames frames).
 
+TPSMM (--config tpsmm-vox, tpsmm-taichi ..., or a TPSMM yaml): row (a) is its authors' demo loop
+(benchmarks/tpsmm_demo_loop.py: relative mode, the dense motion and inpainting networks whole every frame),
+the same Animator rows follow (no OpenVINO rows: the backend runs FOMM only); add --baseline vox-256 for
+FOMM's float32 per frame beside it.
+
 Targets (issue 14): float32 >= 1.9x (a); bfloat16 >= 8x (a) at >= 40 dB; peak RSS <= 800 MB for bfloat16
 eager and <= 1000 MB for every compiled mode. PaddleGAN's models: vox-mobile-256's live step (e) <= 40 ms;
 vox-512 at most 4.5x vox-256's float32 time per frame (--config vox-512 --baseline vox-256 prints the ratio).
@@ -48,11 +53,13 @@ import cv2
 import numpy as np
 import torch
 from memory import peak_rss_mb
+from tpsmm_demo_loop import make_animation as tpsmm_demo_loop
 
-from fomm_lab import Animator, load_model
+from fomm_lab import Animator
 from fomm_lab.device import cpu_has_native_bfloat16
-from fomm_lab.engine.config import resolve_config_path
+from fomm_lab.engine.families import config_and_family
 from fomm_lab.engine.motion import normalize_keypoints
+from fomm_lab.hub.registry import resolve_model
 
 MODES = {
     "float32": {"dtype": "float32"},
@@ -66,6 +73,14 @@ MODES = {
 }
 CPU_MODES = ["float32", "float32-compiled", "bfloat16", "bfloat16-compiled", "openvino", "openvino-bfloat16"]
 CUDA_MODES = ["float32", "float32-compiled", "float16", "float16-compiled"]
+
+
+def random_model(config: str, device: str, fuse: bool = True):
+    """A model of any family with random weights: ``config`` a registry name (its shipped config; never its
+    weights), a shipped config name or a yaml. fuse=False: FOMM's networks as the checkpoint has them."""
+    reference, _ = resolve_model(config)
+    cfg, family = config_and_family(reference)
+    return family.load(cfg, None, device=device, fuse=fuse)
 
 
 def clip(frames: int, size: tuple[int, int] = (256, 256), seed: int = 0) -> list[np.ndarray]:
@@ -100,8 +115,11 @@ class Clock:
 def make_animation(model, source: np.ndarray, driving: list[np.ndarray], clock: Clock) -> tuple[list, list[float]]:
     """The paper demo's loop, as the demo runs it: the whole clip as one (1, 3, T, H, W) tensor, the source's
     and the first driving frame's keypoints once, then per frame keypoints, normalisation and the generator.
-    Returns the float predictions (H, W, 3) and each frame's time."""
+    Returns the float predictions (H, W, 3) and each frame's time. A TPSMM model runs its authors' loop
+    (:mod:`tpsmm_demo_loop`, relative mode)."""
     device = model.device
+    if model.family == "tpsmm":
+        return tpsmm_demo_loop(model.networks, source, driving, clock, device=device)
     source_t = torch.from_numpy(source[None].astype(np.float32) / 255).permute(0, 3, 1, 2).to(device)
     video = torch.from_numpy(np.stack(driving)[None].astype(np.float32) / 255).permute(0, 4, 1, 2, 3)
     kp_source = model.kp_detector(source_t)
@@ -154,7 +172,7 @@ def run_mode(name: str, model, source: np.ndarray, short_source: np.ndarray, dri
              short: list[np.ndarray], reference: list[np.ndarray], clock: Clock, batch_size: int) -> Row:
     options = MODES[name]
     start = time.perf_counter()
-    animator = Animator(model, float_output=True, batch_size=batch_size, **options)
+    animator = Animator(model, smoothing=0, float_output=True, batch_size=batch_size, **options)
     list(animator.animate(source, driving[:2]))  # warm-up (and compilation)
     warmup = time.perf_counter() - start
     frames, times = timed_frames(animator.animate(source, driving), clock)
@@ -176,7 +194,7 @@ def run_mode(name: str, model, source: np.ndarray, short_source: np.ndarray, dri
 
 
 def live_row(name: str, model, source: np.ndarray, driving: list[np.ndarray], clock: Clock) -> Row:
-    animator = Animator(model, **MODES[name])
+    animator = Animator(model, smoothing=0, **MODES[name])
     animator.set_source(source)
     animator.set_reference(driving[0])
     animator.step(driving[1])  # warm-up / compilation
@@ -191,14 +209,15 @@ def live_row(name: str, model, source: np.ndarray, driving: list[np.ndarray], cl
 
 def rss_child(args: argparse.Namespace) -> None:
     """One mode in this fresh process: load, warm up, animate --rss-frames frames; print the peak RSS."""
-    model = load_model(resolve_config_path(args.config), device=args.device, fuse=args.rss_child != "paper")
+    model = random_model(args.config, args.device, fuse=args.rss_child != "paper")
     size = tuple(model.frame_size)
     source, driving = clip(1, size, seed=1)[0], clip(30, size)
     driving = [driving[i % len(driving)] for i in range(args.rss_frames)]
     if args.rss_child == "paper":
         make_animation(model, source, driving, Clock(model.device))
     else:
-        for _ in Animator(model, batch_size=args.batch_size, **MODES[args.rss_child]).animate(source, driving):
+        animator = Animator(model, smoothing=0, batch_size=args.batch_size, **MODES[args.rss_child])
+        for _ in animator.animate(source, driving):
             pass
     print(json.dumps({"peak_rss_mb": peak_rss_mb()}))
 
@@ -257,11 +276,14 @@ def main() -> None:
                 skipped[mode] = "not measured: openvino is not installed (pip install 'fomm-lab[openvino]')"
             modes = [m for m in modes if m not in skipped]
 
-    config = resolve_config_path(args.config)  # the yaml: random weights, never a registry download
+    torch.manual_seed(0)  # random weights, never a registry download
+    paper = random_model(args.config, args.device, fuse=False)  # the networks as the checkpoint has them
     torch.manual_seed(0)
-    paper = load_model(config, device=args.device, fuse=False)  # the networks as the checkpoint has them
-    torch.manual_seed(0)
-    model = load_model(config, device=args.device)  # the same random weights, fused
+    model = random_model(args.config, args.device)  # the same random weights, fused
+    if model.family != "fomm":
+        for mode in [m for m in modes if MODES[m].get("backend") == "openvino"]:
+            skipped[mode] = f"not measured: the openvino backend runs FOMM models only, not {model.family}"
+        modes = [m for m in modes if m not in skipped]
     size = tuple(model.frame_size)
     source, short_source = clip(1, size, seed=1)[0], clip(1, size, seed=2)[0]
     driving, short = clip(args.frames, size), clip(args.short, size, seed=3)
@@ -271,7 +293,8 @@ def main() -> None:
     start = clock()
     make_animation(paper, short_source, short, clock)
     paper_short = 1000 * (clock() - start) / len(short)
-    rows = [Row("(a) paper make_animation, float32", 1000 * statistics.median(paper_times), paper_short)]
+    baseline_name = "(a) authors' demo loop, float32" if model.family == "tpsmm" else "(a) paper make_animation, float32"
+    rows = [Row(baseline_name, 1000 * statistics.median(paper_times), paper_short)]
     measured = [(rows[0], "paper")]
     for mode in modes:
         rows.append(run_mode(mode, model, source, short_source, driving, short, reference, clock, args.batch_size))
@@ -290,7 +313,7 @@ def main() -> None:
     base_long, base_short = rows[0].long_ms, rows[0].short_ms
     assert base_long is not None and base_short is not None
     timing = "wall time (synchronised)" if device.type == "cuda" else "CPU time"
-    print(f"config {args.config} (random weights), {size[0]}x{size[1]}, device {device}, torch {torch.__version__}, "
+    print(f"config {args.config} ({model.family}, random weights), {size[0]}x{size[1]}, device {device}, torch {torch.__version__}, "
           f"threads {torch.get_num_threads()}, {timing}, long clip {args.frames} frames (median ms/frame), short "
           f"clip {args.short} frames (one animate() call, ms/frame), batch size {args.batch_size}")
     header = (f"{'mode':40} {'long ms':>8} {'x (a)':>6} {'short ms':>9} {'x (a)':>6}  {'accuracy':22} "
@@ -315,7 +338,10 @@ def main() -> None:
                   f"{many:.0f} MB (growth {many - few:+.0f} MB; target < 100 MB)")
     if args.baseline:
         _baseline(args, rows, clock)
-    _targets(rows, base_long, args.config)
+    if model.family == "fomm":
+        _targets(rows, base_long, args.config)
+    else:
+        print(f"\n(issue 14's targets are FOMM's; {model.family} rows are for comparison)")
 
 
 def _growth_rss(frames: int, args: argparse.Namespace) -> float | None:
@@ -329,10 +355,10 @@ def _baseline(args: argparse.Namespace, rows: list[Row], clock: Clock) -> None:
         print("--baseline needs the float32 mode")
         return
     torch.manual_seed(0)
-    base = load_model(resolve_config_path(args.baseline), device=args.device)
+    base = random_model(args.baseline, args.device)
     size = tuple(base.frame_size)
     source, driving = clip(1, size, seed=1)[0], clip(args.frames, size)
-    animator = Animator(base, float_output=True, batch_size=args.batch_size)
+    animator = Animator(base, dtype="float32", smoothing=0, float_output=True, batch_size=args.batch_size)
     list(animator.animate(source, driving[:2]))  # warm-up
     _, times = timed_frames(animator.animate(source, driving), clock)
     base_ms = 1000 * statistics.median(times)

@@ -82,7 +82,7 @@ def main() -> None:
         animated = []
         dtype = resolve_dtype(args.dtype, torch.device("cpu"))
         for i, crop in enumerate(crops):
-            animator = Animator(model, dtype=dtype)
+            animator = Animator(model, smoothing=0, dtype=dtype)
             start = time.perf_counter()
             animated.append(list(animator.animate(crop.image, iter(driving))))
             rows.append((f"animate face {i + 1} ({dtype_name(dtype)})", time.perf_counter() - start, len(driving)))

@@ -74,7 +74,7 @@ def main() -> None:
     ImageDraw.Draw(marked).rectangle((box.x0, box.y0, box.x1, box.y1), outline=(255, 60, 60), width=6)
 
     driving = driving_frames(crop.image, args.frames)
-    result = list(Animator(model).animate(crop.image, iter(driving)))
+    result = list(Animator(model, dtype="float32", smoothing=0).animate(crop.image, iter(driving)))
 
     top = row([tile(np.asarray(marked), "photo + face box"), tile(crop.image, f"face crop {size}x{size}")]
               + [tile(frame, f"driving {i}") for i, frame in enumerate(driving)])

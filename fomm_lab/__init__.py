@@ -54,6 +54,9 @@ _LAZY = {
     "OutputOptions": "pipeline",
     "RuntimeOptions": "pipeline",
     "run_job": "pipeline",
+    "Swap": "pipeline",
+    "SwapJob": "pipeline",
+    "FaceSwapOptions": "pipeline",
     "LiveSession": "live",
 }
 
@@ -68,6 +71,7 @@ __all__ = [
     "CropOptions",
     "DownloadError",
     "FommLabError",
+    "FaceSwapOptions",
     "FommModel",
     "InferenceError",
     "Keypoints",
@@ -80,6 +84,8 @@ __all__ = [
     "OutputOptions",
     "RuntimeOptions",
     "Size",
+    "Swap",
+    "SwapJob",
     "available_configs",
     "available_models",
     "find_best_frame",

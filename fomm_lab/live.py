@@ -25,6 +25,7 @@ from .io.resize import resize_image
 
 if TYPE_CHECKING:
     from .engine.animator import Animator
+    from .enhance.enhancer import FaceEnhancer
     from .io.slots import SlotWriter
 
 
@@ -46,10 +47,15 @@ class LiveSession:
     ``fomm_lab.faces.get_landmarker()`` and, when face-alignment's weights are unavailable, fall
     back to the model's own keypoints (pose-similar, not identity-similar). The last ``history``
     crops are kept for that search.
+
+    ``enhancer`` (:func:`fomm_lab.enhance.load_enhancer`, off by default): each animated frame is enhanced and
+    brought back to the model's size, blended by ``enhance_strength``; :meth:`set_enhancer` switches it on or
+    off between frames. It keeps up on a GPU; on a CPU it costs seconds per frame (docs/enhance.md).
     """
 
     def __init__(self, animator: Animator, source: np.ndarray, tracker: FaceTracker | None = None,
-                 landmarker: Callable[[np.ndarray], np.ndarray | None] | None = None, history: int = 60) -> None:
+                 landmarker: Callable[[np.ndarray], np.ndarray | None] | None = None, history: int = 60,
+                 enhancer: FaceEnhancer | None = None, enhance_strength: float = 1.0) -> None:
         self.animator = animator
         self.size: Size = animator.model.frame_size
         self.source = resize_image(np.asarray(source), self.size)
@@ -64,6 +70,17 @@ class LiveSession:
         self._last_time: float | None = None
         self._recorder: SlotWriter | None = None
         self._record_start = 0.0
+        self.enhancer: FaceEnhancer | None = None
+        self.enhance_strength = 1.0
+        self.set_enhancer(enhancer, enhance_strength)
+
+    def set_enhancer(self, enhancer: FaceEnhancer | None, strength: float = 1.0) -> None:
+        """Enhance the animated frames from the next one on with ``enhancer`` at ``strength`` in [0, 1] (1: fully
+        enhanced); None switches enhancement off."""
+        if not 0.0 <= strength <= 1.0:
+            raise ValueError(f"enhance_strength must be in [0, 1], not {strength}")
+        self.enhancer = enhancer
+        self.enhance_strength = strength
 
     def process(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Animate one RGB camera frame; returns (face crop, animated frame), both at model size."""
@@ -72,6 +89,9 @@ class LiveSession:
             self.animator.set_reference(crop)
             self._reanchor = False
         out = self.animator.step(crop)
+        if self.enhancer is not None:
+            out = self.enhancer.enhance_faces(out[None], size=(self.size.width, self.size.height),
+                                              strength=self.enhance_strength)[0]
         self.recent.append(crop)
         now = time.perf_counter()
         if self._last_time is not None:

@@ -48,6 +48,8 @@ class Option:
     notebook: str | None = None
     commands: tuple[str, ...] = ("animate",)
     extra_flags: tuple[tuple[str, Any], ...] = dataclasses.field(default=())
+    exclusive: str | None = None
+    """Options with the same ``exclusive`` name cannot be given together on the command line."""
     """Further switches on the same field: (flag, value), e.g. ``--multi-face`` sets ``crop.faces`` to ``all``."""
 
     @property
@@ -69,7 +71,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("model", "vox", "model: a registry name (see `fomm-lab models`; its checkpoint is downloaded once), a "
            "shipped config name (vox-256, ...) or a yaml file", flag="--config", parse="str", metavar="MODEL",
            notebook="CONFIG",
-           commands=("animate", "export", "swap")),
+           commands=("animate", "export")),
     Option("checkpoint", None, "weights (.pth.tar or .pdparams) instead of the registry's (needed with a yaml "
            "--config)", flag="--checkpoint", parse="path", metavar="FILE", notebook="CHECKPOINT",
            commands=("animate", "export")),
@@ -90,9 +92,10 @@ OPTIONS: tuple[Option, ...] = (
            "(Thin-Plate Spline models only)", flag="--avd", switch=True),
     Option("motion.find_best_frame", False, "start the relative motion from the driving frame whose face pose is "
            "closest to the photo's (needs face-alignment's weights)", flag="--find-best-frame", switch=True,
+           exclusive="reference",
            notebook="FIND_BEST_FRAME"),
     Option("motion.best_frame", None, "start the relative motion from driving frame N (0-based)",
-           flag="--best-frame", parse="non_negative_int", metavar="N", notebook="BEST_FRAME"),
+           flag="--best-frame", parse="non_negative_int", metavar="N", exclusive="reference", notebook="BEST_FRAME"),
     Option("motion.smoothing", 0.5, "steady the driving keypoints over time: 0 (off) to 1 (strongest)",
            flag="--smoothing", parse="fraction", metavar="S", notebook="SMOOTHING"),
     # -- crops
@@ -101,16 +104,17 @@ OPTIONS: tuple[Option, ...] = (
     Option("crop.driving", None, "cut the driving video to its longest face track (default: yes for face models)",
            flag="--crop-driving", negatable=True, notebook="CROP_DRIVING"),
     Option("crop.source_box", None, "the face box of the photo in pixels, instead of detecting it",
-           flag="--source-box", parse="number", nargs=4, metavar=("X0", "Y0", "X1", "Y1"), notebook="SOURCE_BOX"),
+           flag="--source-box", parse="number", nargs=4, metavar=("X0", "Y0", "X1", "Y1"), notebook="SOURCE_BOX",
+           commands=("animate", "swap")),
     Option("crop.driving_box", None, "the face box of the driving video in pixels, instead of detecting it",
            flag="--driving-box", parse="number", nargs=4, metavar=("X0", "Y0", "X1", "Y1"), notebook="DRIVING_BOX"),
     Option("crop.padding", PADDING, "extra margin around the photo's face, as fractions of its size",
-           flag="--crop-padding", parse="number", nargs=4, metavar=("L", "T", "R", "B")),
+           flag="--crop-padding", parse="number", nargs=4, metavar=("L", "T", "R", "B"), commands=("animate", "swap")),
     Option("crop.increase", 0.1, "margin added around a driving face track, as a fraction of its size",
-           flag="--increase", parse="number", metavar="F"),
+           flag="--increase", parse="number", metavar="F", commands=("animate", "swap")),
     Option("crop.mode", "auto", "driving crop: one box per track (static), a box following the face (follow), or "
            "follow only when the face moves far (auto)", flag="--crop-mode", parse="str",
-           choices=("auto", "static", "follow")),
+           choices=("auto", "static", "follow"), commands=("animate", "swap")),
     Option("crop.faces", "largest", "the photo's faces to animate, numbered from 0 left to right (chosen faces are "
            "pasted back into the photo)", flag="--face-index", parse="face_indices", metavar="I[,J...]",
            extra_flags=(("--multi-face", "all"),)),
@@ -121,35 +125,38 @@ OPTIONS: tuple[Option, ...] = (
            "--find-best-frame)", flag="--download-face-weights", switch=True, notebook="DOWNLOAD_FACE_WEIGHTS",
            commands=("animate", "crop", "prepare_data", "animate_pairs", "reconstruct", "swap")),
     Option("crop.min_track_frames", 10, "ignore face tracks shorter than N frames", flag="--min-track-frames",
-           parse="positive_int", metavar="N"),
+           parse="positive_int", metavar="N", commands=("animate", "swap")),
     Option("crop.feather", 0.2, "soft edge of the pasted face, as a fraction of its box", flag="--feather",
-           parse="fraction", metavar="F"),
+           parse="fraction", metavar="F", commands=("animate", "swap")),
     # -- outputs
     Option("output.video", None, "result video (.mp4, .mov, .mkv), or a new folder (a name without extension) for "
-           "lossless PNG frames", flag="--output", parse="path", metavar="OUT.mp4"),
+           "lossless PNG frames", flag="--output", parse="path", metavar="OUT.mp4", commands=("animate", "swap")),
     Option("output.side_by_side", None, "also write source | driving | result next to each other",
-           flag="--side-by-side", parse="path", metavar="OUT.mp4"),
-    Option("output.gif", None, "also write the result as a GIF", flag="--gif", parse="path", metavar="OUT.gif"),
-    Option("output.audio", True, "write the result without sound", flag="--no-audio", switch=False),
+           flag="--side-by-side", parse="path", metavar="OUT.mp4", commands=("animate", "swap")),
+    Option("output.gif", None, "also write the result as a GIF", flag="--gif", parse="path", metavar="OUT.gif",
+           commands=("animate", "swap")),
+    Option("output.audio", True, "write the result without sound", flag="--no-audio", switch=False,
+           commands=("animate", "swap")),
     Option("output.paste_back", False, "composite the animated face into the full-size photo", flag="--paste-back",
            switch=True),
     # -- enhancement (after the animation, before paste-back)
     Option("output.enhance", None, "sharpen each animated face to 512x512 (or its size in the photo when pasting "
            "back) with a face enhancer: gpen (PaddleGAN's) or gfpgan (v1.4)", flag="--enhance", parse="str",
-           choices=("gpen", "gfpgan")),
+           choices=("gpen", "gfpgan"), notebook="ENHANCE", commands=("animate", "swap")),
     Option("output.enhance_strength", 1.0, "blend of the enhanced face with the animated one: 1 fully enhanced, 0 "
-           "not at all", flag="--enhance-strength", parse="fraction", metavar="S"),
+           "not at all", flag="--enhance-strength", parse="fraction", metavar="S", commands=("animate", "swap")),
     Option("output.enhancer_weights", None, "the enhancer's weights file instead of the registry's",
-           flag="--enhancer-weights", parse="path", metavar="FILE"),
+           flag="--enhancer-weights", parse="path", metavar="FILE", commands=("animate", "swap")),
     # -- where and how the networks run
     Option("runtime.device", None, "torch device: cuda, cuda:1, mps or cpu (default: the best available)",
            flag="--device", parse="str", metavar="DEVICE", notebook="DEVICE",
            commands=("animate", "train", "reconstruct", "animate_pairs", "swap")),
     Option("runtime.dtype", "auto", "compute precision; auto: bfloat16 where the CPU or GPU has it natively, "
            "float16 on other GPUs, else float32", flag="--dtype", parse="str",
-           choices=("auto", "float32", "bfloat16", "float16"), notebook="DTYPE", commands=("animate", "animate_pairs")),
+           choices=("auto", "float32", "bfloat16", "float16"), notebook="DTYPE",
+           commands=("animate", "animate_pairs", "swap")),
     Option("runtime.batch_size", 1, "driving frames per forward pass", flag="--batch-size", parse="positive_int",
-           metavar="N", commands=("animate", "animate_pairs")),
+           metavar="N", commands=("animate", "animate_pairs", "swap")),
     Option("runtime.compile", False, "torch.compile the networks: faster per frame after a compilation of a minute "
            "or more where it pays (docs/performance.md says where it does)", flag="--compile",
            switch=True),
@@ -165,6 +172,30 @@ OPTIONS: tuple[Option, ...] = (
     Option("train.resume", False, "continue the run in RUN from its last checkpoint", flag="--resume", switch=True,
            commands=("train",)),
     Option("train.out", None, "the run folder", flag="--out", parse="path", metavar="RUN", commands=("train",)),
+    # -- face swap (`fomm-lab swap`, fomm_lab.pipeline.swap)
+    Option("swap.config", "vox-10segments", "segment model: a registry name (vox-5segments, vox-10segments, "
+           "vox-15segments; its checkpoint is fetched once), a shipped config name (vox-256-sem-10segments) or a "
+           "yaml file", flag="--config", parse="str", metavar="MODEL", commands=("swap",)),
+    Option("swap.checkpoint", None, "the segment model's weights instead of the registry's (needed with a yaml "
+           "--config)", flag="--checkpoint", parse="path", metavar="FILE", commands=("swap",)),
+    Option("swap.parser", None, "the face parser's weights (79999_iter.pth) instead of the registry's; supervised "
+           "swaps take their masks from it", flag="--parser", parse="path", metavar="FILE", commands=("swap",)),
+    Option("swap.motion_checkpoint", None, "a 10-keypoint First Order Motion Model checkpoint (vox-cpk.pth.tar): "
+           "align the source to the target with its motion (supervised swaps only)", flag="--motion-checkpoint",
+           parse="path", metavar="FILE", commands=("swap",)),
+    Option("swap.parts", None, "the parts swapped: face parser classes 0-18 when supervised (default: the face, "
+           "1-15), the segment model's parts 1-K otherwise (default 1,2,5)", flag="--parts", parse="part_indices",
+           metavar="I[,J...]", commands=("swap",)),
+    Option("swap.supervised", True, "masks from the face parser (supervised), or from the segment model's own parts "
+           "(--no-supervised)", flag="--supervised", negatable=True, commands=("swap",)),
+    Option("swap.hard_mask", False, "a hard 0/1 mask (the soft mask above 0.5) instead of a soft one",
+           flag="--hard-mask", switch=True, commands=("swap",)),
+    Option("swap.source_segmentation", False, "take the mask from the source photo (moved with the target's motion) "
+           "instead of from each target frame", flag="--source-segmentation", switch=True, commands=("swap",)),
+    Option("swap.face_index", None, "the target's face track to swap, numbered from 0 left to right (default: the "
+           "longest)", flag="--face-index", parse="non_negative_int", metavar="N", commands=("swap",)),
+    Option("swap.target_box", None, "the face box of the target video in pixels, instead of detecting it",
+           flag="--target-box", parse="number", nargs=4, metavar=("X0", "Y0", "X1", "Y1"), commands=("swap",)),
 )
 
 _BY_FIELD = {option.field: option for option in OPTIONS}
@@ -188,8 +219,10 @@ def options_of(command: str) -> tuple[Option, ...]:
     return tuple(o for o in OPTIONS if command in o.commands and o.flag is not None)
 
 
-OWNERS = {"crop": "CropOptions", "motion": "MotionOptions", "output": "OutputOptions", "runtime": "RuntimeOptions"}
-"""The Python class of each part of an :class:`~fomm_lab.pipeline.job.AnimateJob`."""
+OWNERS = {"crop": "CropOptions", "motion": "MotionOptions", "output": "OutputOptions", "runtime": "RuntimeOptions",
+          "swap": "FaceSwapOptions"}
+"""The Python class of each part of an :class:`~fomm_lab.pipeline.job.AnimateJob` (and of a
+:class:`~fomm_lab.pipeline.swap.SwapJob`'s swap options)."""
 
 
 def python_words(field_name: str, value: Any) -> str:

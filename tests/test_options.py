@@ -99,3 +99,14 @@ def test_every_notebook_word_is_a_parameter_of_the_notebook():
     code = "\n".join("".join(cell["source"]) for cell in notebook["cells"] if cell["cell_type"] == "code")
     parameters = set(re.findall(r"^([A-Z_]+)\s*=", code, re.MULTILINE))
     assert {o.notebook for o in options.OPTIONS if o.notebook} <= parameters
+
+
+def test_the_animator_has_the_tables_defaults():
+    import inspect
+
+    from fomm_lab.engine.animator import Animator
+
+    parameters = inspect.signature(Animator).parameters
+    for field in ("motion.relative", "motion.adapt_scale", "motion.avd", "motion.smoothing", "runtime.batch_size",
+                  "runtime.dtype", "runtime.compile", "runtime.backend"):
+        assert parameters[field.rpartition(".")[2]].default == options.default(field), field

@@ -19,6 +19,8 @@ WORDS: dict[str, dict[str, str | None]] = {
     "prepare_data": {"crop.driving_box": None, "crop.driving": "--no-crop"},
     "animate_pairs": {"crop.source": "--no-crop", "crop.driving": "--no-crop", "crop.source_box": None,
                       "crop.driving_box": None, "motion.best_frame": None},
+    "swap": {"crop.source": None, "crop.driving": None, "crop.driving_box": "--target-box X0 Y0 X1 Y1",
+             "swap.face_index": "without --face-index"},
 }
 """Per-command wording of remedies where it differs from the common flags (None: not offered)."""
 
@@ -43,10 +45,13 @@ def animate_job(args: argparse.Namespace):
     for opt, value in given.items():
         parts[opt.owner][opt.name] = tuple(value) if opt.nargs else value
     output = pipeline.OutputOptions(**parts["output"])
-    if output.video is None and output.side_by_side is None and output.gif is None:
-        from ..errors import FommLabError
+    from ..errors import FommLabError
 
+    if output.video is None and output.side_by_side is None and output.gif is None:
         raise FommLabError("nothing to write: give --output (and/or --side-by-side, --gif)")
+    if output.video is not None and Path(output.video).suffix.lower() == ".gif":
+        raise FommLabError(f"--output {output.video} is a GIF: --output writes a video (.mp4, .mov, .mkv) or PNG "
+                           f"frames; for a GIF give --gif {output.video} (with or without --output)")
     driving = args.driving[0] if len(args.driving) == 1 else tuple(args.driving)
     return pipeline.AnimateJob(source=args.source, driving=driving, motion=pipeline.MotionOptions(**parts["motion"]),
                                crop=pipeline.CropOptions(**parts["crop"]), output=output,
@@ -72,6 +77,53 @@ def animate(args: argparse.Namespace) -> int:
         result = session.animate()
     for kind, path in result.outputs.items():
         what = f" ({result.frames} frames at {result.fps:g} fps)" if kind == "video" else ""
+        print(f"wrote {path}{what}")
+    return 0
+
+
+def swap_job(args: argparse.Namespace):
+    """The :class:`~fomm_lab.pipeline.SwapJob` the ``swap`` arguments describe: the flags given, generated from the
+    table of options, set their fields; the others keep the table's defaults."""
+    from .. import pipeline
+    from ..options import options_of
+    from .parser import dest
+
+    given = {opt: getattr(args, dest(opt)) for opt in options_of("swap") if hasattr(args, dest(opt))}
+    parts: dict[str, dict[str, Any]] = {"": {}, "swap": {}, "crop": {}, "output": {}, "runtime": {}}
+    for opt, value in given.items():
+        parts[opt.owner][opt.name] = tuple(value) if opt.nargs else value
+    output = pipeline.OutputOptions(**parts["output"])
+    from ..errors import FommLabError
+
+    if output.video is None and output.side_by_side is None and output.gif is None:
+        raise FommLabError("nothing to write: give --output (and/or --side-by-side, --gif)")
+    if output.video is not None and Path(output.video).suffix.lower() == ".gif":
+        raise FommLabError(f"--output {output.video} is a GIF: --output writes a video (.mp4, .mov, .mkv) or PNG "
+                           f"frames; for a GIF give --gif {output.video} (with or without --output)")
+    return pipeline.SwapJob(source=args.source, target=args.target, swap=pipeline.FaceSwapOptions(**parts["swap"]),
+                            crop=pipeline.CropOptions(**parts["crop"]), output=output,
+                            runtime=pipeline.RuntimeOptions(**parts["runtime"]), **parts[""])
+
+
+def swap(args: argparse.Namespace) -> int:
+    """``fomm-lab swap``: photo + target video -> the target with the photo's face (streamed frame by frame, pasted
+    back at full resolution, with the target's sound), through the one :class:`~fomm_lab.pipeline.Swap` session."""
+    from .. import pipeline
+
+    job = swap_job(args)
+    with pipeline.Swap(job, progress=args.progress, say=_say(args)) as session:
+        checked = session.check()  # everything that needs no weights, before any is read
+        from ..device import dtype_name
+
+        swapper = session.swapper
+        mode = "supervised (face parser)" if job.swap.supervised else "unsupervised (segments)"
+        print(f"segment model {checked.config.name} ({checked.config.num_segments} parts) on {swapper.device}, "
+              f"{dtype_name(swapper.dtype)}" + (" (auto)" if job.runtime.dtype == "auto" else "")
+              + f"; {mode}, parts {','.join(map(str, job.swap.chosen_parts))}", flush=True)
+        session.prepare()
+        result = session.swap()
+    for kind, path in result.outputs.items():
+        what = f" ({result.frames} frames at {result.fps:g} fps, {result.swapped} swapped)" if kind == "video" else ""
         print(f"wrote {path}{what}")
     return 0
 
@@ -114,10 +166,15 @@ def crop(args: argparse.Namespace) -> int:
     from ..errors import MediaError
     from ..faces.track import MIN_TRACK_FRAMES, plan_video_crop
     from ..io.atomic import check_output_folder
+    from ..io.image import IMAGE_SUFFIXES
     from ..io.video import OUTPUT_FORMATS, read_video
     from ..pipeline import CropOptions, model_config
     from ..pipeline.prepare import get_detector_for
 
+    if Path(args.video).suffix.lower() in IMAGE_SUFFIXES:
+        raise MediaError(f"{args.video} is a photo: `fomm-lab crop` cuts a driving video to its face track. A "
+                         "photo's face is cropped by `fomm-lab animate` itself (Python: "
+                         "fomm_lab.faces.crop_photo); to see the crop, run the notebook's photo cell")
     if args.output.suffix.lower() not in OUTPUT_FORMATS:
         raise MediaError(f"cannot write {args.output}: give a file name ending in {', '.join(OUTPUT_FORMATS)}")
     check_output_folder(args.output)
@@ -146,25 +203,28 @@ def download(args: argparse.Namespace) -> int:
 
 
 def _size_text(size: int | None) -> str:
-    return f"{size / 1e6:.0f}MB" if size else "?"
+    if not size:
+        return "-"
+    return f"{size / 1e6:.0f}MB" if size >= 1e6 else f"{max(size / 1e3, 1):.0f}kB"
 
 
 def models(args: argparse.Namespace) -> int:
-    """``fomm-lab models``: the registry's checkpoints (resolution, size) and their state in the cache."""
-    from ..engine.config import load_config
+    """``fomm-lab models``: the registry's checkpoints (resolution, size) and their state in the cache. The
+    size is the cached file's (the publishers give none before the download; "-" when not cached)."""
     from ..hub.download import cache_status
     from ..hub.registry import MODELS, cache_dir
 
     rows = [("NAME", "RESOLUTION", "SIZE", "CACHED", "PATH")]
     for entry in cache_status(args.cache_dir):
         info = MODELS[entry.name]
-        size = load_config(info.config).frame_size if info.config else None
-        rows.append((entry.name, str(size) if size else "-", _size_text(entry.size or info.size),
-                     "yes" if entry.cached else "no", str(entry.path)))
+        side = info.frame_size
+        rows.append((entry.name, f"{side}x{side}" if side else "-",
+                     _size_text(entry.size or info.size), "yes" if entry.cached else "no", str(entry.path)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1])
-    print(f"\ncache: {cache_dir(args.cache_dir, create=False)}  (fomm-lab download NAME fetches one)")
+    print(f"\ncache: {cache_dir(args.cache_dir, create=False)}  (fomm-lab download NAME fetches one; SIZE is the "
+          "cached file's: the publishers give no size before the download)")
     return 0
 
 
@@ -186,13 +246,17 @@ def _registry_or_path(value: str, cache_dir: Path | None, progress: bool) -> Pat
 
 def prepare_data(args: argparse.Namespace) -> int:
     """``fomm-lab prepare-data``: raw videos -> a dataset in the official layout (face crops)."""
+    from ..errors import FommLabError
     from ..pipeline import model_config
     from ..train.prepare import PrepareOptions
     from ..train.prepare import prepare_data as run
 
+    if args.synthetic:
+        return _synthetic_data(args)
+    if not args.videos:
+        raise FommLabError("prepare-data needs the videos to cut (VIDEO ...), or --synthetic for the synthetic "
+                           "motion dataset")
     if not 0 <= args.test_fraction < 1:
-        from ..errors import FommLabError
-
         raise FommLabError(f"--test-fraction {args.test_fraction} must be from 0 to less than 1")
     size = args.size or model_config(args.config).frame_size.width
     options = PrepareOptions(size=size, test_fraction=args.test_fraction, format=args.format, crop=not args.no_crop,
@@ -207,6 +271,21 @@ def prepare_data(args: argparse.Namespace) -> int:
         print(render_error(error, WORDS["prepare_data"]).replace("fomm-lab: error: ", f"fomm-lab: error: {path}: ", 1),
               file=sys.stderr)
     return 1 if result.failed else 0
+
+
+def _synthetic_data(args: argparse.Namespace) -> int:
+    """``fomm-lab prepare-data --synthetic``: the synthetic motion dataset and its random VGG19 file."""
+    from ..errors import FommLabError
+    from ..train.synthetic import SyntheticOptions, make_synthetic_dataset, random_vgg19
+
+    if args.videos:
+        raise FommLabError("--synthetic makes its own clips: give no VIDEO with it")
+    options = SyntheticOptions(size=args.size or 64, seed=args.seed, progress=args.progress)
+    result = make_synthetic_dataset(args.out, options, say=_say(args))
+    vgg = random_vgg19(args.out / "vgg19-random.pth")
+    print(f"{args.out}: {len(result.train)} training and {len(result.test)} held-out clips; random VGG19 features "
+          f"for the perceptual loss: {vgg} (fomm-lab train --vgg19 {vgg})")
+    return 0
 
 
 def train(args: argparse.Namespace) -> int:
@@ -229,9 +308,10 @@ def train(args: argparse.Namespace) -> int:
 def reconstruct(args: argparse.Namespace) -> int:
     """``fomm-lab reconstruct``: per-video and mean L1 (and AKD) of the test videos' reconstructions."""
     from ..engine.families import load_model
-    from ..train.evaluate import ReconstructOptions
+    from ..train.evaluate import ReconstructOptions, check_model
     from ..train.evaluate import reconstruct as run
 
+    check_model(args.config)
     landmarks = None
     if args.akd:
         from ..faces.detect import get_landmarker
@@ -242,8 +322,7 @@ def reconstruct(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     options = ReconstructOptions(side_by_side=args.out if args.side_by_side else None, max_videos=args.max_videos,
                                  batch_size=args.batch_size, progress=args.progress)
-    result = run(_fomm(model, "reconstruct"), args.data, args.out / "reconstruction.csv", options, landmarks=landmarks,
-                 say=_say(args))
+    result = run(model, args.data, args.out / "reconstruction.csv", options, landmarks=landmarks, say=_say(args))
     summary = f"mean L1 {result.mean_l1:.4f} over {len(result.per_frame_l1)} frames of {len(result.videos)} video(s)"
     if result.keypoints is not None:
         summary += f", AKD {result.keypoints.akd:.3f} px (missing {100 * result.keypoints.missing:.1f} %)"

@@ -65,8 +65,20 @@ def face_indices(text: str) -> tuple[int, ...]:
     return values
 
 
+def part_indices(text: str) -> tuple[int, ...]:
+    """argparse type: ``1,2,5`` -> (1, 2, 5), the parts of a face swap."""
+    try:
+        values = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of part numbers") from None
+    if any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"{text}: part numbers start at 0")
+    return values
+
+
 PARSERS = {"str": str, "path": Path, "number": number, "fraction": fraction, "positive_int": positive_int,
-           "non_negative_int": non_negative_int, "face_indices": face_indices, "port": port}
+           "non_negative_int": non_negative_int, "face_indices": face_indices, "part_indices": part_indices,
+           "port": port}
 """The value types the table of options (:mod:`fomm_lab.options`) names, by name."""
 
 
@@ -78,17 +90,23 @@ def dest(opt: Option) -> str:
 def add_options(p: argparse.ArgumentParser, command: str) -> None:
     """The flags of ``command``, generated from the table of options. Flags not given are absent from the parsed
     arguments, so the job's dataclasses give their (the table's) defaults."""
+    groups: dict[str, argparse._MutuallyExclusiveGroup] = {}
     for opt in options_of(command):
         assert opt.flag is not None
+        target: argparse._ActionsContainer = p
+        if opt.exclusive is not None:
+            if opt.exclusive not in groups:
+                groups[opt.exclusive] = p.add_mutually_exclusive_group()
+            target = groups[opt.exclusive]
         default_text = "" if opt.default in (None, False, True) or opt.parse is None else f" (default: {opt.default})"
         common: dict[str, Any] = {"dest": dest(opt), "default": argparse.SUPPRESS, "help": opt.help + default_text}
         if opt.negatable:
-            p.add_argument(opt.flag, action=argparse.BooleanOptionalAction, **common)
+            target.add_argument(opt.flag, action=argparse.BooleanOptionalAction, **common)
         elif opt.parse is None:
-            p.add_argument(opt.flag, action="store_const", const=opt.switch, **common)
+            target.add_argument(opt.flag, action="store_const", const=opt.switch, **common)
         else:
-            p.add_argument(opt.flag, type=PARSERS[opt.parse], nargs=opt.nargs, metavar=opt.metavar,
-                           choices=opt.choices, **common)
+            target.add_argument(opt.flag, type=PARSERS[opt.parse], nargs=opt.nargs, metavar=opt.metavar,
+                                choices=opt.choices, **common)
         for flag, value in opt.extra_flags:
             p.add_argument(flag, action="store_const", const=value, dest=dest(opt), default=argparse.SUPPRESS,
                            help=f"{opt.field} = {value!r}: every face (see {opt.flag})")
@@ -134,6 +152,17 @@ def build_parser() -> argparse.ArgumentParser:
                         "faces, one video per face in the same order")
     add_options(p, "animate")
     p.set_defaults(command="animate")
+
+    p = sub.add_parser("swap", parents=[common], help="swap the face of a photo into a video",
+                       description="Swap the face of SOURCE (a photo) into the face of TARGET (a video) with the "
+                                   "motion-supervised co-part segmentation model (Siarohin et al., ICPR 2020): both "
+                                   "faces are found and cropped, the chosen parts swapped frame by frame, and each "
+                                   "swapped face pasted back into the full-resolution target, with its sound.")
+    p.add_argument("--source", required=True, type=Path, metavar="IMG", help="the photo whose face is swapped in")
+    p.add_argument("--target", required=True, type=Path, metavar="VIDEO",
+                   help="the video whose face is replaced (a file or a folder of frames)")
+    add_options(p, "swap")
+    p.set_defaults(command="swap")
 
     p = sub.add_parser("export", parents=[common], help="export a model's networks as ONNX graphs",
                        description="Write the four ONNX graphs the animation runs (keypoint detector, source "
@@ -207,8 +236,12 @@ def _training_parsers(sub, common: argparse.ArgumentParser) -> None:
                        description="Crop the face track of each VIDEO to square frames and write them in the "
                                    "official dataset layout: DIR/train/NAME and DIR/test/NAME (a share of the videos, "
                                    "chosen by a hash of their names). Existing entries are kept.")
-    p.add_argument("videos", nargs="+", type=Path, metavar="VIDEO", help="video files or folders of frames")
+    p.add_argument("videos", nargs="*", type=Path, metavar="VIDEO", help="video files or folders of frames")
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="the dataset folder")
+    p.add_argument("--synthetic", action="store_true",
+                   help="no videos: write the synthetic motion dataset (photos of scikit-image moving with known "
+                        "transforms; default size 64) and DIR/vgg19-random.pth (docs/training.md)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the --synthetic clips (default 0)")
     p.add_argument("--size", type=_int_at_least(16), default=None,
                    help="side of the frames in pixels (default: the --config's frame size)")
     p.add_argument("--config", default="vox-256", help="config whose frame size is used (default: vox-256)")

@@ -12,6 +12,7 @@ import torch
 
 from ..device import resolve_dtype
 from ..errors import FommLabError, InferenceError, Remedy
+from ..options import default
 from .family import MotionModel
 from .fast.backends import BACKENDS
 from .fast.variants import inference_networks
@@ -54,8 +55,11 @@ class Animator:
                  (no reference frame; ``relative`` is ignored).
     The modes a model offers are ``model.modes``; flags that select none give a ValueError naming them.
     batch_size:  driving frames processed together (faster on GPUs).
-    dtype:       float32 (exact), or bfloat16/float16 for the dense motion network and generator (and, in
-                 bfloat16, the keypoint detector, whose softmax and weighted sums stay float32).
+    dtype:       ``auto`` (bfloat16 where the hardware computes it natively, float16 on other GPUs, else
+                 float32), float32 (exact), or bfloat16/float16 for the per-frame networks (FOMM's keypoint
+                 detector too in bfloat16, its softmax and weighted sums staying float32).
+    smoothing:   strength of the One-Euro filter on the driving keypoints (0: off).
+    Every default is the one of :data:`fomm_lab.options.OPTIONS`, as for the CLI, the notebook and jobs.
     backend:     ``torch`` (default), or ``openvino``: the networks' ONNX graphs run by OpenVINO
                  (``pip install fomm-lab[openvino]``; :mod:`fomm_lab.engine.fast.openvino`), in bfloat16
                  where the CPU supports it when ``dtype`` asks for it.
@@ -63,8 +67,8 @@ class Animator:
     compile:     torch.compile the per-frame networks (faster after a compilation of a minute or more on
                  CPU; worth it for long clips and live use; torch backend only).
 
-    The networks run in their fused inference form (:meth:`FommModel.inference_networks`), equal
-    to the checkpoint's networks up to float rounding.
+    The networks run in their family's inference form (``model.inference_networks``: for FOMM the exact fused
+    rewrites of :mod:`fomm_lab.engine.fast`), equal to the checkpoint's networks up to float rounding.
 
     For a live loop use the stage methods: ``set_source(image)``, ``set_reference(frame)``,
     ``step(frame) -> frame``.
@@ -74,15 +78,15 @@ class Animator:
         self,
         model: MotionModel,
         *,
-        relative: bool = True,
-        adapt_scale: bool = True,
-        avd: bool = False,
-        batch_size: int = 1,
-        dtype: str | torch.dtype = torch.float32,
+        relative: bool = default("motion.relative"),
+        adapt_scale: bool = default("motion.adapt_scale"),
+        avd: bool = default("motion.avd"),
+        batch_size: int = default("runtime.batch_size"),
+        dtype: str | torch.dtype = default("runtime.dtype"),
         float_output: bool = False,
-        compile: bool = False,
-        smoothing: float = 0.0,
-        backend: str = "torch",
+        compile: bool = default("runtime.compile"),
+        smoothing: float = default("motion.smoothing"),
+        backend: str = default("runtime.backend"),
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")

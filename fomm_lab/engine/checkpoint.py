@@ -15,7 +15,7 @@ import pickletools
 import re
 import tarfile
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
@@ -111,21 +111,28 @@ def checkpoint_format(path: str | Path) -> str:
     return "pdparams" if pdparams.is_pdparams(sniff.read_head(path)) else "torch"
 
 
-def read_checkpoint(path: str | Path) -> dict:
+RequiredEntries = Callable[[Path, Mapping], dict]
+"""A family's check of a checkpoint's top-level dict: (path, dict) -> the dict, or CheckpointError naming what the
+file is when it lacks the family's networks."""
+
+
+def read_checkpoint(path: str | Path, *, required: RequiredEntries | None = None) -> dict:
     """Load a checkpoint file's top-level dict without executing code.
 
     Torch files are read with ``torch.load(weights_only=True)``, PaddleGAN's ``.pdparams`` with
     :func:`fomm_lab.engine.pdparams.read_pdparams` (names mapped to the torch networks'); the format is
     told by the content, not the name. Returns the dict (entries such as ``generator`` and
     ``kp_detector`` are state dicts of tensors). Raises CheckpointError saying what the file is when it is
-    not a usable checkpoint.
+    not a usable checkpoint. required: the family's check of the entries (default FOMM's ``generator`` and
+    ``kp_detector``; :mod:`fomm_lab.engine.tpsmm.checkpoint` passes TPSMM's).
     """
     path = Path(path)
+    check = required_entries if required is None else required
     if not path.exists():
         raise CheckpointError(f"checkpoint {path} does not exist; {_HINT}")
     _sniff(path)
     if checkpoint_format(path) == "pdparams":
-        return _required_entries(path, pdparams.read_pdparams(path))
+        return check(path, pdparams.read_pdparams(path))
     if sniff.is_zip(sniff.read_head(path)):
         _check_zip_size(path)
     try:
@@ -142,12 +149,28 @@ def read_checkpoint(path: str | Path) -> dict:
                               details=[f"{type(exc).__name__}: {_first_line(exc)}"]) from exc
     if not isinstance(data, Mapping):
         raise CheckpointError(f"{path} holds a {type(data).__name__}, not a checkpoint dict; {_HINT}")
-    return _required_entries(path, data)
+    return check(path, data)
 
 
-def _required_entries(path: Path, data: Mapping) -> dict:
-    """``data`` as a dict, or CheckpointError when it lacks the networks' entries."""
+TPSMM_ENTRIES = ("kp_detector", "dense_motion_network", "inpainting_network")
+"""The entries of a Thin-Plate Spline Motion Model checkpoint (what tells one apart from a FOMM checkpoint)."""
+
+
+def required_entries(path: Path, data: Mapping) -> dict:
+    """``data`` as a dict, or CheckpointError when it lacks FOMM's networks' entries (a TPSMM checkpoint is named
+    as such, and so is a face swap's segment model, in either of its layouts)."""
+    kp_detector = data.get("kp_detector")
+    if "segmentation_module" in data or "reconstruction_module" in data or (
+            isinstance(kp_detector, Mapping) and any(str(k).startswith("semantic_seg.") for k in kp_detector)):
+        raise CheckpointError(f"{path} is a co-part segmentation (face swap) checkpoint, not a First Order Motion "
+                              "Model checkpoint: it swaps faces (`fomm-lab swap --checkpoint`, "
+                              "fomm_lab.pipeline.SwapJob); animate with a motion model's checkpoint")
     missing = [key for key in REQUIRED_ENTRIES if key not in data]
+    if missing and all(key in data for key in TPSMM_ENTRIES):
+        raise CheckpointError(
+            f"{path} has no 'generator' entry: it is a Thin-Plate Spline Motion Model checkpoint (it has "
+            "dense_motion_network and inpainting_network): use a TPSMM config (e.g. tpsmm-vox)",
+            details=[f"it has: {shorten([str(k) for k in data], 8)}"])
     if missing:
         raise CheckpointError(
             f"{path} has no {' or '.join(repr(m) for m in missing)} entry: it is not a First Order Motion Model "

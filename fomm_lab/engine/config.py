@@ -13,6 +13,7 @@ inference semantics (:attr:`ModelConfig.paddle`).
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -105,7 +106,7 @@ class ModelConfig:
         return value if isinstance(value, dict) else {}
 
 
-def _params(cls: type, values: Any, where: str, path: Path | None, **extra: Any) -> Any:
+def params_from(cls: type, values: Any, where: str, path: Path | None, **extra: Any) -> Any:
     """Build dataclass ``cls`` from a yaml mapping, with errors naming the file and the key."""
     if not isinstance(values, dict):
         raise ConfigError(f"config {path}: {where} must be a mapping of parameters")
@@ -131,15 +132,16 @@ def _official(raw: dict, name: str, path: Path | None) -> ModelConfig:
     generator = dict(params["generator_params"])
     if "dense_motion_params" not in generator:
         raise ConfigError(f"config {path} has no model_params.generator_params.dense_motion_params")
-    dense = _params(DenseMotionParams, generator.pop("dense_motion_params"),
-                    "model_params.generator_params.dense_motion_params", path)
+    dense = params_from(DenseMotionParams, generator.pop("dense_motion_params"),
+                        "model_params.generator_params.dense_motion_params", path)
     dataset = raw.get("dataset_params") or {}
     shape = dataset.get("frame_shape") or (256, 256, 3)
     return ModelConfig(
         name=name, path=path,
-        common=_params(CommonParams, params["common_params"], "model_params.common_params", path),
-        kp_detector=_params(KPDetectorParams, params["kp_detector_params"], "model_params.kp_detector_params", path),
-        generator=_params(GeneratorParams, generator, "model_params.generator_params", path, dense_motion=dense),
+        common=params_from(CommonParams, params["common_params"], "model_params.common_params", path),
+        kp_detector=params_from(KPDetectorParams, params["kp_detector_params"], "model_params.kp_detector_params",
+                                path),
+        generator=params_from(GeneratorParams, generator, "model_params.generator_params", path, dense_motion=dense),
         frame_size=Size(int(shape[1]), int(shape[0])), raw=raw)
 
 
@@ -157,11 +159,12 @@ def _paddle(raw: dict, name: str, path: Path | None) -> ModelConfig:
     side = _paddle_frame_size(raw, path)
     return ModelConfig(
         name=name, path=path,
-        common=_params(CommonParams, model.get("common_params"), "model.common_params", path),
-        kp_detector=_params(KPDetectorParams, generator["kp_detector_cfg"], "model.generator.kp_detector_cfg", path),
-        generator=_params(GeneratorParams, gen, "model.generator.generator_cfg", path,
-                          dense_motion=_params(DenseMotionParams, dense,
-                                               "model.generator.generator_cfg.dense_motion_params", path)),
+        common=params_from(CommonParams, model.get("common_params"), "model.common_params", path),
+        kp_detector=params_from(KPDetectorParams, generator["kp_detector_cfg"], "model.generator.kp_detector_cfg",
+                                path),
+        generator=params_from(GeneratorParams, gen, "model.generator.generator_cfg", path,
+                              dense_motion=params_from(DenseMotionParams, dense,
+                                                       "model.generator.generator_cfg.dense_motion_params", path)),
         frame_size=Size(int(side), int(side)), paddle=True, raw=raw)
 
 
@@ -235,3 +238,81 @@ def load_config(name_or_path: str | Path) -> ModelConfig:
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {path} is not valid YAML", details=[str(exc)]) from exc
     return parse_config(raw, path.stem, path)
+
+
+# ------------------------------------------------------------------------------------------ frame sizes
+
+def _network_stages(config: Any) -> list[tuple[str, float, int, int]]:
+    """(what, input scale, halvings, pixels its head removes) of each network of ``config`` whose input must halve
+    evenly: an hourglass (keypoint detector, dense motion) on the frame scaled by ``scale_factor`` -- its encoder
+    pools by 2 ``num_blocks`` times and its decoder concatenates each upsampled map with the encoder's map of the
+    same size, so the scaled side must be a multiple of 2**num_blocks -- and the generator's encoder-decoder
+    (``num_down_blocks``). FOMM's keypoint head (a 7x7 convolution, or three 3x3 ones for mobile models, with
+    ``pad``) removes 6 - 2 pad (mobile: 6 - 6 pad) pixels of the heatmap. Works for FOMM and TPSMM configs."""
+    stages: list[tuple[str, float, int, int]] = []
+    kp = getattr(config, "kp_detector", None)
+    if isinstance(kp, KPDetectorParams):
+        head = 6 - (6 if kp.mobile_net else 2) * kp.pad
+        stages.append(("kp_detector_params (keypoint detector)", kp.scale_factor, kp.num_blocks, head))
+    generator = getattr(config, "generator", None)
+    dense = getattr(generator, "dense_motion", None) or getattr(config, "dense_motion", None)
+    if dense is not None:
+        stages.append(("dense_motion_params (dense motion network)", float(dense.scale_factor), int(dense.num_blocks),
+                       0))
+    if generator is not None and hasattr(generator, "num_down_blocks"):
+        stages.append(("generator_params (generator)", 1.0, int(generator.num_down_blocks), 0))
+    return stages
+
+
+def _side_problem(stages: list[tuple[str, float, int, int]], side: int) -> str | None:
+    """Why a frame side does not fit the networks (None when it does)."""
+    for what, scale, halvings, head in stages:
+        scaled = math.floor(side * scale + 1e-9)
+        step = 2 ** halvings
+        if scaled < 1:
+            return (f"{what}: scale_factor {scale:g} leaves {side * scale:.2g} pixel(s) of a {side}-pixel side, "
+                    "less than one")
+        if scaled < step:
+            return (f"{what}: its {halvings} down-sampling blocks halve the {scaled}-pixel input ({side} x scale "
+                    f"{scale:g}) to less than a pixel")
+        if scaled % step:
+            return (f"{what}: its {halvings} down-sampling blocks need an input side that is a multiple of {step}, "
+                    f"got {scaled} ({side} x scale {scale:g})")
+        if scaled - head < 1:
+            return f"{what}: its keypoint head leaves no heatmap of a {scaled}-pixel input (set pad or a larger size)"
+    return None
+
+
+def smallest_frame_side(config: Any, at_least: int = 1, limit: int = 8192) -> int | None:
+    """The smallest square frame side, ``at_least`` or more, that every network of ``config`` can take
+    (see :func:`check_frame_size`); None when none up to ``limit`` pixels does."""
+    stages = _network_stages(config)
+    return next((side for side in range(max(1, at_least), limit + 1) if _side_problem(stages, side) is None), None)
+
+
+def check_frame_size(config: Any, size: Size | int | None = None) -> None:
+    """ConfigError, before any model is built or any data read, when frames of ``size`` (default: the config's
+    ``frame_size``: ``dataset_params.frame_shape``) cannot go through the config's networks: a keypoint or
+    dense-motion ``scale_factor`` that leaves less than a pixel, more down-sampling blocks (``num_blocks``,
+    ``num_down_blocks``) than the scaled side can be halved, or a side that does not halve evenly (the
+    hourglass's skip connections need equal sizes). The message names the smallest frame size that fits and
+    the next one at or above the asked size. FOMM and TPSMM configs (other objects pass)."""
+    if size is None:
+        size = config.frame_size
+    if isinstance(size, int):
+        size = Size.square(size)
+    stages = _network_stages(config)
+    if not stages:
+        return
+    for side, axis in ((size.width, "width"), (size.height, "height")):
+        problem = _side_problem(stages, side)
+        if problem is None:
+            continue
+        where = getattr(config, "path", None) or getattr(config, "name", "the config")
+        smallest, above = smallest_frame_side(config), smallest_frame_side(config, at_least=side)
+        fits = (f"the smallest frame size that fits is {smallest}x{smallest}" if smallest is not None
+                else "no frame size fits: lower num_blocks / num_down_blocks or raise scale_factor")
+        if above is not None and above != smallest:
+            fits += f" (the next one from {side}: {above}x{above})"
+        raise ConfigError(f"config {where}: frame size {size.width}x{size.height} (dataset_params.frame_shape) does "
+                          f"not fit its networks (its {axis}, {side}): {problem}; {fits}, or lower the blocks' count")

@@ -27,14 +27,24 @@ class Family:
 
     name: ``fomm``, ``tpsmm`` ...; shipped: its shipped config names -> their config (no file read);
     recognises: whether a parsed yaml document is in this family's layout; parse: (document, name, path) -> its
-    config; load: (config, checkpoint or None, device, fuse) -> the model.
+    config; load: (config, checkpoint or None, device, fuse) -> the model; verify: path -> None, or
+    CheckpointError when the file is not a checkpoint of this family (read without running code; the check a
+    download or a placed file of the registry passes before it is used; default: any dict that torch reads
+    safely).
     """
 
     name: str
     recognises: Callable[[Any], bool]
     parse: Callable[[Any, str, Path | None], Any]
     load: Callable[..., MotionModel]
+    verify: Callable[[Path], None] = lambda path: _read_safely(path)
     shipped: Callable[[str], Any | None] = lambda name: None
+
+
+def _read_safely(path: Path) -> None:
+    from .checkpoint import read_checkpoint
+
+    read_checkpoint(path, required=lambda where, data: dict(data))
 
 
 def _fomm() -> Family:
@@ -45,8 +55,13 @@ def _fomm() -> Family:
 
         return load_fomm(config, checkpoint, device=device, fuse=fuse, label=label)
 
+    def verify(path: Path) -> None:
+        from .checkpoint import read_checkpoint
+
+        read_checkpoint(path)
+
     return Family("fomm", lambda raw: isinstance(raw, dict) and ("model_params" in raw or "model" in raw),
-                  parse_config, load,
+                  parse_config, load, verify,
                   shipped=lambda name: load_config(name) if name in available_configs() else None)
 
 
@@ -58,11 +73,16 @@ def _tpsmm() -> Family:
 
         return load_tpsmm(config, checkpoint, device=device)
 
+    def verify(path: Path) -> None:
+        from .tpsmm.checkpoint import read_tpsmm_checkpoint
+
+        read_tpsmm_checkpoint(path)
+
     def shipped(name: str):
         stem = name.removeprefix("tpsmm-")
         return official_config(stem) if name.startswith("tpsmm-") and stem in OFFICIAL else None
 
-    return Family("tpsmm", is_tpsmm_config, parse_tpsmm_config, load, shipped=shipped)
+    return Family("tpsmm", is_tpsmm_config, parse_tpsmm_config, load, verify, shipped=shipped)
 
 
 def families() -> tuple[Family, ...]:
@@ -72,6 +92,15 @@ def families() -> tuple[Family, ...]:
 
 FAMILIES: Callable[[], tuple[Family, ...]] = families
 """Where the loaders get the families from (a test may put a toy family in front)."""
+
+
+def family_named(name: str) -> Family:
+    """The family called ``name`` (a registry entry's ``family``); ConfigError naming the known ones otherwise."""
+    known = FAMILIES()
+    for family in known:
+        if family.name == name:
+            return family
+    raise ConfigError(f"no model family {name!r}; the known families are {', '.join(f.name for f in known)}")
 
 
 def _read_yaml(path: Path) -> Any:
@@ -125,13 +154,13 @@ def load_model(config: str | Path, checkpoint: str | Path | None = None, *, devi
 
     reference, entry = resolve_model(config)
     label = str(config)
-    if entry is not None:
-        if checkpoint is None:
-            from .weights import ensure_checkpoint
-
-            checkpoint = ensure_checkpoint(entry.name, cache_dir=cache_dir, progress=progress)
-        label = f"{reference} ({entry.name})"
     cfg, family = config_and_family(reference)
+    if entry is not None:
+        if checkpoint is None:  # found in the cache or downloaded, and read by its family's reader before use
+            from ..hub.download import ensure_checkpoint
+
+            checkpoint = ensure_checkpoint(entry, cache_dir, progress, verify=family.verify)
+        label = f"{reference} ({entry.name})"
     model = family.load(cfg, checkpoint, device=device, fuse=fuse, label=label)
     if entry is not None:
         model.name = entry.name

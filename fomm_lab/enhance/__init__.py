@@ -19,7 +19,7 @@ from typing import Any
 __all__ = ["KINDS", "FaceEnhancer", "GFPGANEnhancer", "GPENEnhancer", "load_enhancer"]
 
 _LAZY = {
-    "KINDS": "weights",
+    "KINDS": "kinds",
     "FaceEnhancer": "enhancer",
     "GFPGANEnhancer": "enhancer",
     "GPENEnhancer": "enhancer",

@@ -198,7 +198,7 @@ class _ConstantInput(nn.Module):
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        self.weight = nn.Parameter(torch.empty(1, channels, 4, 4))
+        self.weight = nn.Parameter(torch.randn(1, channels, 4, 4))
 
     def forward(self, batch: int) -> torch.Tensor:
         return self.weight.repeat(batch, 1, 1, 1)

@@ -144,7 +144,7 @@ class _ConstantInput(nn.Module):
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        self.input = nn.Parameter(torch.empty(1, channels, 4, 4))
+        self.input = nn.Parameter(torch.randn(1, channels, 4, 4))
 
     def forward(self, batch: int) -> torch.Tensor:
         return self.input.repeat(batch, 1, 1, 1)

@@ -90,7 +90,7 @@ class EqualLinear(nn.Module):
     def __init__(self, in_dim: int, out_dim: int, bias_init: float = 0.0, lr_mul: float = 1.0,
                  activate: bool = False) -> None:
         super().__init__()
-        self.weight = nn.Parameter(torch.empty(in_dim, out_dim))
+        self.weight = nn.Parameter(torch.randn(in_dim, out_dim) / lr_mul)  # the reference's init
         self.bias = nn.Parameter(torch.full((out_dim,), float(bias_init)))
         self.scale = lr_mul / math.sqrt(in_dim)
         self.lr_mul = lr_mul
@@ -109,7 +109,7 @@ class EqualConv2d(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0,
                  bias: bool = True) -> None:
         super().__init__()
-        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, kernel_size, kernel_size))
+        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
         self.scale = 1.0 / math.sqrt(in_channels * kernel_size * kernel_size)
         self.stride = stride
@@ -170,7 +170,7 @@ class PaddleModulatedConv2d(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, style_dim: int,
                  demodulate: bool = True, upsample: bool = False, taps: Sequence[float] = (1, 3, 3, 1)) -> None:
         super().__init__()
-        self.weight = nn.Parameter(torch.empty(1, out_channels, in_channels, kernel_size, kernel_size))
+        self.weight = nn.Parameter(torch.randn(1, out_channels, in_channels, kernel_size, kernel_size))
         self.modulation = EqualLinear(style_dim, in_channels, bias_init=1.0)
         self.scale = 1.0 / math.sqrt(in_channels * kernel_size * kernel_size)
         self.demodulate = demodulate
@@ -252,7 +252,8 @@ class CleanModulatedConv2d(nn.Module):
                  demodulate: bool = True, upsample: bool = False) -> None:
         super().__init__()
         self.modulation = nn.Linear(style_dim, in_channels)
-        self.weight = nn.Parameter(torch.empty(1, out_channels, in_channels, kernel_size, kernel_size))
+        self.weight = nn.Parameter(torch.randn(1, out_channels, in_channels, kernel_size, kernel_size)
+                                   / math.sqrt(in_channels * kernel_size * kernel_size))  # the clean arch's init
         self.demodulate = demodulate
         self.upsample = upsample
         self.padding = kernel_size // 2

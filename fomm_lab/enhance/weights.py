@@ -28,23 +28,15 @@ from torch import nn
 
 from ..engine import pdparams
 from ..engine.checkpoint import describe_mismatch, mismatch, non_finite
-from ..errors import CheckpointError, ConfigError, shorten
+from ..errors import CheckpointError, shorten
 from ..io import sniff
 from .gfpgan import GFPGANConfig, GFPGANv1Clean
 from .gpen import GPEN, GPENConfig
+from .kinds import EXPECTED, KINDS, check_kind
 
 log = logging.getLogger(__name__)
 
-__all__ = ["KINDS", "WeightsFile", "check_kind", "identify", "load_network", "read_weights"]
-
-KINDS = ("gpen", "gfpgan")
-"""The face enhancers, by name."""
-
-EXPECTED = {
-    "gpen": "GPEN weights (PaddleGAN's GPEN-512.pdparams)",
-    "gfpgan": "GFPGAN weights (GFPGANv1.4.pth or GFPGANv1.3.pth, clean architecture)",
-}
-"""What each enhancer reads, as said in messages."""
+__all__ = ["KINDS", "WeightsFile", "check_kind", "check_weights", "identify", "load_network", "read_weights"]
 
 MAX_UNPACKED_BYTES = 2 << 30
 """Largest total a torch zip file may unpack to (GFPGANv1.4.pth holds 0.35 GB)."""
@@ -60,14 +52,6 @@ class WeightsFile:
     path: Path
     format: str
     data: Any
-
-
-def check_kind(kind: str) -> str:
-    """``kind`` lower-cased, or ConfigError listing the enhancers."""
-    name = str(kind).lower()
-    if name not in KINDS:
-        raise ConfigError(f"unknown face enhancer {kind!r}: use one of {', '.join(KINDS)}")
-    return name
 
 
 def read_weights(path: str | Path) -> WeightsFile:
@@ -167,6 +151,17 @@ def _tensors(weights: WeightsFile, state: Any) -> dict[str, torch.Tensor]:
     return {str(key): value for key, value in state.items()}
 
 
+def check_weights(kind: str, path: str | Path) -> WeightsFile:
+    """Read ``path`` and check that it holds ``kind``'s weights, without building the network (what a download is
+    verified with). CheckpointError: which file, what it holds, which enhancer it fits."""
+    kind = check_kind(kind)
+    weights = read_weights(path)
+    what, fits = identify(weights)
+    if fits != kind:
+        raise _refuse(weights, kind, what, fits)
+    return weights
+
+
 _GPEN_OPTIONAL = ("generator.noises.", ".upsample.kernel")
 """State entries Paddle's ``load_dict`` may leave at their initial values: unused noise buffers and the fixed
 upsampling kernels."""
@@ -179,10 +174,8 @@ def load_network(kind: str, path: str | Path) -> nn.Module:
     fits) for a file that is not that enhancer's weights, does not fit its layout, or holds NaN/infinity.
     """
     kind = check_kind(kind)
-    weights = read_weights(path)
-    what, fits = identify(weights)
-    if fits != kind:
-        raise _refuse(weights, kind, what, fits)
+    weights = check_weights(kind, path)
+    what, _ = identify(weights)
     inner, _ = _inner_state(weights.data)
     state = _tensors(weights, inner)
     bad = non_finite(state)

@@ -1,4 +1,10 @@
-"""Square face crops of a photo at the model's size (:func:`crop_photo`)."""
+"""Square face crops of a photo at the model's size (:func:`crop_photo`).
+
+One numbering of a photo's faces everywhere (CLI, notebook, figures, printed lines, API): **0, 1, 2 ... from left
+to right** (by the left edge of the detected face box). ``--face-index 1``, ``CropOptions(faces=[1])``,
+``crop_photo(..., face_index=1)``, the figures' "face 1" and the pipeline's "face 1 at ..." lines all name the
+same face; :attr:`PhotoCrop.index` carries it.
+"""
 
 from __future__ import annotations
 
@@ -29,19 +35,26 @@ class PhotoCrop:
     """A face crop of a photo.
 
     image: RGB uint8 (size, size, 3). box: the square cropped region in the full photo's pixels (integer
-    corners, inside the photo) -- paste results back there. face: the detected face box.
+    corners, inside the photo) -- paste results back there. face: the detected face box. index: the face's number
+    among the photo's faces, from 0 left to right (None for a face box given by hand).
     """
 
     image: np.ndarray
     box: Box
     face: Box
+    index: int | None = None
+
+    @property
+    def label(self) -> str:
+        """``face 0``, ``face 1`` ... (the one numbering), or ``face (given box)``."""
+        return "face (given box)" if self.index is None else f"face {self.index}"
 
 
 FACE_ORDERS = ("largest", "left-to-right")
 
 
-def find_faces(img: np.ndarray, detector: FaceDetector, order: str = "largest") -> list[Box]:
-    """The faces of ``img``, largest first or left to right."""
+def find_faces(img: np.ndarray, detector: FaceDetector, order: str = "left-to-right") -> list[Box]:
+    """The faces of ``img``, left to right (the faces' numbering: index 0 is the leftmost) or largest first."""
     if order not in FACE_ORDERS:
         raise CropError(f"face order {order!r} is not one of {', '.join(FACE_ORDERS)}")
     faces = detector.detect(img)
@@ -49,13 +62,31 @@ def find_faces(img: np.ndarray, detector: FaceDetector, order: str = "largest") 
 
 
 def crop_at(img: np.ndarray, face: Box, size: int | tuple[int, int],
-            padding: tuple[float, float, float, float] = DEFAULT_PADDING) -> PhotoCrop:
-    """The padded square around ``face`` (see :func:`crop_photo`), resized to ``size``."""
+            padding: tuple[float, float, float, float] = DEFAULT_PADDING, index: int | None = None) -> PhotoCrop:
+    """The padded square around ``face`` (see :func:`crop_photo`), resized to ``size``; ``index``: the face's
+    number (0 = leftmost)."""
     side = _square_size(size)
     h, w = img.shape[:2]
     box = face.pad(*padding).square_in(w, h)
     x0, y0, x1, y1 = box.as_ints()
-    return PhotoCrop(image=resize_image(img[y0:y1, x0:x1], Size.square(side)), box=box, face=face)
+    return PhotoCrop(image=resize_image(img[y0:y1, x0:x1], Size.square(side)), box=box, face=face, index=index)
+
+
+def _auto_detector() -> FaceDetector:
+    """``get_detector("auto")``, its offline warning worded for :func:`crop_photo`'s own ``detector=`` argument."""
+    import warnings
+
+    from .detect import FaceAlignmentUnavailable
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", FaceAlignmentUnavailable)
+        detector = get_detector("auto")
+    if any(isinstance(w.message, FaceAlignmentUnavailable) for w in caught):
+        warnings.warn("face-alignment's weights are not cached, so OpenCV's Haar cascades find the faces (no "
+                      "landmarks): pass detector=get_detector('face_alignment', download=True) to fetch them once, "
+                      "or detector=get_detector('haar') to choose Haar (fomm_lab.faces.get_detector)",
+                      UserWarning, stacklevel=3)
+    return detector
 
 
 def crop_photo(img: np.ndarray | str | Path, size: int | tuple[int, int], face_index: int | None = None,
@@ -67,7 +98,7 @@ def crop_photo(img: np.ndarray | str | Path, size: int | tuple[int, int], face_i
     Args:
         img: RGB uint8 HxWx3 array, or an image file path (read with :func:`fomm_lab.io.read_image`).
         size: output side in pixels (the model's frame size; square).
-        face_index: None for the largest face, else the index among faces ordered left to right.
+        face_index: None for the largest face, else the face's number: 0, 1 ... from left to right.
         padding: (left, top, right, bottom) growth of the face box, fractions of its width/height. The
             padded box is then made square around its centre, shifted into the photo, and shrunk to the
             photo's shorter side if larger.
@@ -86,8 +117,9 @@ def crop_faces(img: np.ndarray | str | Path, size: int | tuple[int, int],
                name: str | None = None) -> list[PhotoCrop]:
     """Crops of several faces of a photo (see :func:`crop_photo`).
 
-    faces: ``"largest"`` (one crop), ``"all"`` (every face, largest first) or a list of indices among the
-    faces ordered left to right. name: the photo's name in error messages.
+    faces: ``"largest"`` (one crop), ``"all"`` (every face, left to right) or a list of face numbers (0 = the
+    leftmost; negative numbers count from the right), cropped in the order given. Each crop carries its number
+    (:attr:`PhotoCrop.index`). name: the photo's name in error messages.
     """
     name = name or "the image"
     if isinstance(img, (str, Path)):
@@ -102,7 +134,7 @@ def crop_faces(img: np.ndarray | str | Path, size: int | tuple[int, int],
             raise CropError(f"face box {tuple(box)} is not inside the {w}x{h} photo {name}; give x0 y0 x1 y1 "
                             "pixels with x0 < x1 <= width and y0 < y1 <= height")
         return [crop_at(img, manual, size, padding)]
-    detector = detector or get_detector("auto")
+    detector = detector or _auto_detector()
     found = find_faces(img, detector, "left-to-right")
     if not found:
         raise NoFaceError(f"no face was found in {name} by the {detector.name} detector", remedies=[
@@ -111,11 +143,12 @@ def crop_faces(img: np.ndarray | str | Path, size: int | tuple[int, int],
     if isinstance(faces, str):
         if faces not in ("largest", "all"):
             raise CropError(f"faces={faces!r}: give 'largest', 'all' or face numbers (0 = leftmost)")
-        chosen = [max(found, key=lambda b: b.area)] if faces == "largest" else sorted(found, key=lambda b: -b.area)
+        numbers = list(range(len(found)))
+        chosen = [max(numbers, key=lambda i: found[i].area)] if faces == "largest" else numbers
     else:
         bad = [i for i in faces if not -len(found) <= i < len(found)]
         if bad:
             raise FaceIndexError(f"face index {bad[0]} asked for, but {name} has {len(found)} face(s), numbered "
                                  f"0 to {len(found) - 1} from left to right")
-        chosen = [found[i] for i in faces]
-    return [crop_at(img, face, size, padding) for face in chosen]
+        chosen = [i % len(found) for i in faces]
+    return [crop_at(img, found[i], size, padding, index=i) for i in chosen]

@@ -168,6 +168,22 @@ class CropPlan:
                 x0, y0, x1, y1 = chosen.box_at(index).as_ints()
                 yield resize_image(frame[y0:y1, x0:x1], Size.square(self.size))
 
+    def boxed_frames(self, track: int | None = None) -> Iterator[tuple[np.ndarray, Box | None]]:
+        """Every full frame of the video, in order, with ``track``'s crop square at that frame (None outside the
+        track's span): where a crop came from, to paste a result back at full resolution."""
+        from ..io.video import read_video
+
+        chosen = self.track(track)
+        with read_video(self.path) as reader:
+            for index, frame in enumerate(reader):
+                yield frame, (chosen.box_at(index) if chosen.start <= index < chosen.end else None)
+
+    def left_to_right(self) -> list[int]:
+        """The tracks' indices ordered by the mean horizontal centre of their faces (0: the leftmost face)."""
+        return sorted(range(len(self.tracks)),
+                      key=lambda i: float(np.mean([face.center[0] for _, face in self.tracks[i].faces]
+                                                  or [self.tracks[i].box.center[0]])))
+
     def _write_frames(self, output: Path, chosen: Track, audio: bool) -> Path:
         from ..io.video import write_video
 

@@ -279,7 +279,7 @@ def _from_mirrors(info: RemoteFile, target: Path, progress: bool, verify: Verify
                 digest = _from_mirror(session, mirror, part, info, progress, verify)
             except _MirrorFailed as exc:
                 log.info("mirror %s failed: %s", mirror.url, exc)
-                failures.append(f"  - {mirror.url}: {exc}")
+                failures.append(f"  - {_where(mirror)}: {exc}")
                 continue
             os.replace(part, target)
             _record_sha256(target, digest)
@@ -305,8 +305,9 @@ def _from_mirror(session: requests.Session, mirror: Mirror, part: Path, info: Re
 
 
 def _request_error(exc: requests.RequestException, url: str) -> str:
-    """One line for a failed request, naming what went wrong in words."""
+    """One short line for a failed request: what went wrong, in words (never the library's exception text)."""
     host = urlparse(url).netloc or url
+    text = f"{exc!r} {exc.__cause__!r} {exc.__context__!r}"
     if isinstance(exc, requests.TooManyRedirects):
         return f"too many redirects (a redirect loop) starting at {url}"
     if isinstance(exc, requests.exceptions.SSLError):
@@ -315,11 +316,22 @@ def _request_error(exc: requests.RequestException, url: str) -> str:
         return f"connecting to {host} timed out"
     if isinstance(exc, requests.exceptions.ReadTimeout):
         return f"{host} stopped sending for {TIMEOUT[1]:.0f} s"
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+        return f"the connection to {host} broke during the transfer"
     if isinstance(exc, requests.ConnectionError):
+        if any(word in text for word in ("NameResolution", "Name or service not known", "getaddrinfo",
+                                         "name resolution", "nodename nor servname")):
+            return f"cannot resolve {host} (no network, or no DNS)"
         return f"cannot connect to {host} (no network, or the server is down)"
-    if isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema)):
+    if isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
+                        requests.exceptions.InvalidSchema)):
         return f"{url} is not a valid address"
-    return f"{type(exc).__name__} for {url}"
+    return f"the request to {host} failed ({type(exc).__name__})"
+
+
+def _where(mirror: Mirror) -> str:
+    """A mirror as a person reads it: the file's address, or the host of a share link's API (Yandex, Google)."""
+    return mirror.url if mirror.kind == "direct" else f"{urlparse(mirror.url).netloc} ({mirror.note or mirror.kind})"
 
 
 def _fetch(session: requests.Session, url: str, part: Path, progress: bool, desc: str) -> None:
@@ -442,8 +454,8 @@ def _resolve(session: requests.Session, mirror: Mirror) -> str:
             return _resolve_yandex(session, mirror.url)
         if mirror.kind == "gdrive":
             return _resolve_gdrive(session, mirror.url)
-    except _RETRYABLE as exc:
-        raise _MirrorFailed(f"connection failed: {exc}") from exc
+    except requests.RequestException as exc:
+        raise _MirrorFailed(_request_error(exc, mirror.url)) from exc
     return mirror.url
 
 
@@ -499,15 +511,19 @@ def _resolve_gdrive(session: requests.Session, url: str) -> str:
 
 
 def _failure(info: RemoteFile, target: Path, failures: list[str]) -> DownloadError:
+    """Every mirror tried, once, in one short line each (where: cause); the pages a browser finds the file on; the
+    place to put it by hand (and the place for its copy in another format)."""
     what = f"the {info.name!r} checkpoint" if info.config else info.name
     details = ["tried:", *failures] if failures else ["no mirror can be fetched automatically"]
     manual = [m for m in info.mirrors if m.kind == "manual"]
     if manual:
         details.append("in a web browser the file is at:")
         details += [f"  - {m.url}" + (f" ({m.note})" if m.note else "") for m in manual]
-    others = [name for name in info.filenames if name != info.filename]
-    if others:
-        details.append("or, converted to another format, at: " + ", ".join(str(target.with_name(n)) for n in others))
+    for name in info.filenames:
+        if name != info.filename:
+            sources = ", ".join(m.url for m in info.file_entry(name).mirrors)
+            details.append(f"or put its copy in another format, {name} (from {sources}), as it is, at "
+                           f"{target.with_name(name)}")
     unpack = " (do not unpack the .pth.tar)" if info.filename.endswith(".tar") else ""
     place = f"put the file, as it is{unpack}, at {target}"
     if info.config:  # a checkpoint: `fomm-lab download NAME --url URL` can fetch it from elsewhere

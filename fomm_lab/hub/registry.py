@@ -18,10 +18,12 @@ from ..errors import DownloadError
 
 __all__ = [
     "FACE_ALIGNMENT_WEIGHTS",
+    "FACE_PARSERS",
     "FORMATS",
     "MODELS",
     "Mirror",
     "RemoteFile",
+    "SWAPPERS",
     "TRAINING_WEIGHTS",
     "VGG19_WEIGHTS",
     "available_models",
@@ -157,12 +159,12 @@ class RemoteFile:
         return tuple(names)
 
     def file_entry(self, filename: str) -> RemoteFile:
-        """The entry for one of :attr:`filenames`: itself for its own file; for another format's file an
-        entry with that name, the mirrors serving it (as that file's own) and no checksums or size (those
-        are of the entry's own file)."""
-        if filename == self.filename:
-            return self
+        """The entry for one of :attr:`filenames`: for its own file, itself with only the mirrors serving that
+        file; for another format's file an entry with that name, the mirrors serving it (as that file's own) and no
+        checksums or size (those are of the entry's own file). Each mirror belongs to one file, so it is tried once."""
         mirrors = tuple(dataclasses.replace(m, format=None) for m in self.mirrors if self.filename_for(m) == filename)
+        if filename == self.filename:  # its own file: its mirrors, not those of another format (each tried once)
+            return self if mirrors == self.mirrors else dataclasses.replace(self, mirrors=mirrors)
         if not mirrors:
             raise ValueError(f"{filename!r} is not one of the files of {self.name!r}: {self.filenames}")
         return dataclasses.replace(self, filename=filename, mirrors=mirrors, md5=None, sha256=None,
@@ -263,6 +265,45 @@ ENHANCERS: dict[str, RemoteFile] = {
 }
 """The face enhancers' weights (``--enhance gpen|gfpgan``). Neither publisher gives a checksum or exact size; the
 sha256 is recorded on the first verified download."""
+
+
+_COSEG_LICENCE = ("Attribution-NonCommercial 4.0 (CC BY-NC 4.0), as the motion-cosegmentation repository states "
+                  "for its code and models")
+_COSEG_GDRIVE = "https://drive.google.com/open?id=1SsBifjoM_qO0iFzb8wLlsz_4qW2j8dZe"
+_COSEG_YANDEX = "https://yadi.sk/d/2hTyhEcqo_5ruA"
+
+
+def _segments(count: int) -> RemoteFile:
+    filename = f"vox-{count}segments.pth.tar"
+    return RemoteFile(
+        f"vox-{count}segments", filename, f"vox-256-sem-{count}segments",
+        (yandex_mirror(_COSEG_YANDEX, f"/{filename}", note="the motion-cosegmentation authors' Yandex Disk folder"),
+         Mirror(_COSEG_GDRIVE, "manual", "the motion-cosegmentation authors' Google Drive folder"),
+         Mirror(_COSEG_YANDEX, "manual", "the motion-cosegmentation authors' Yandex Disk folder")),
+        description=f"co-part segmentation of VoxCeleb faces into {count} parts, for face and part swaps "
+                    "(Siarohin et al., ICPR 2020)",
+        family="swap", face=True, frame_size=256, licence=_COSEG_LICENCE)
+
+
+SWAPPERS: dict[str, RemoteFile] = {entry.name: entry for entry in (_segments(5), _segments(10), _segments(15))}
+"""The part-swap segment models (``fomm-lab swap --config NAME``), each with its shipped config
+(``fomm_lab/swap/configs``). The authors publish no checksum or size; the sha256 is recorded on the first
+verified download."""
+
+FACE_PARSERS: dict[str, RemoteFile] = {
+    "bisenet": RemoteFile(
+        "bisenet", "79999_iter.pth", None,
+        (gdrive_mirror("154JgKpzCPW82qINcVieuPH3fZ2e0P812", note="zllrunning's Google Drive file"),
+         Mirror("https://drive.google.com/open?id=154JgKpzCPW82qINcVieuPH3fZ2e0P812", "manual",
+                "zllrunning's Google Drive link (face-parsing.PyTorch README)")),
+        description="BiSeNet face parser, 19 CelebAMask-HQ classes at 512x512 (zllrunning/face-parsing.PyTorch): "
+                    "the masks of supervised swaps",
+        family="parser", face=True, frame_size=512,
+        licence="not stated for the weights; the code is MIT (Copyright (c) 2019 zll); trained on CelebAMask-HQ, "
+                "whose images are for non-commercial research use"),
+}
+"""The face parser of supervised swaps (``fomm-lab swap --supervised``, the default). No checksum or size is
+published; the sha256 is recorded on the first verified download."""
 
 
 _FAN = "https://www.adrianbulat.com/downloads/python-fan/"

@@ -20,7 +20,7 @@ function cameraErrorMessage(err) {
   return "Could not open the camera (" + name + ": " + ((err && err.message) || err) + ").";
 }
 
-async function openCamera(width, height) {
+async function openCamera(width, height, audio) {
   if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
     const err = new Error("navigator.mediaDevices is not available");
     err.name = "NoMediaDevices";
@@ -28,18 +28,32 @@ async function openCamera(width, height) {
   }
   return navigator.mediaDevices.getUserMedia({
     video: { width: { ideal: width }, height: { ideal: height } },
-    audio: false,
+    audio: !!audio,
   });
 }
 
 // Open the camera for a widget: clears the widget's error first; on failure reports the reason in
-// the model's "error"/"status", re-enables ``button`` and resolves to null.
-async function openCameraFor(model, button) {
+// the model's "error"/"status", re-enables ``button`` and resolves to null. With ``audio`` the
+// microphone is asked for too; when it cannot be had, the camera alone is opened and the model's
+// "sound_note" says why the recording is silent.
+async function openCameraFor(model, button, audio) {
   model.set("error", "");
   model.save_changes();
   button.disabled = true;
   try {
-    return await openCamera(model.get("width"), model.get("height"));
+    if (audio) {
+      try {
+        const stream = await openCamera(model.get("width"), model.get("height"), true);
+        model.set("sound_note", stream.getAudioTracks().length ? "" : "the browser gave no microphone");
+        model.save_changes();
+        return stream;
+      } catch (err) {
+        if (err && err.name === "NoMediaDevices") throw err;
+        model.set("sound_note", "no microphone (" + ((err && err.name) || "Error") + ")");
+        model.save_changes();
+      }
+    }
+    return await openCamera(model.get("width"), model.get("height"), false);
   } catch (err) {
     model.set("error", cameraErrorMessage(err));
     model.set("status", "camera unavailable");

@@ -19,10 +19,15 @@ function render({ model, el: root }) {
   const fps = el("span", "fomm-fps", "");
   const status = el("div", "fomm-status");
   const error = el("div", "fomm-error");
+  // Before the first frame: placeholders that say what to do, not an empty video and a broken image.
+  const camHint = el("div", "fomm-placeholder", "Press \u25B6 Start camera: your camera appears here.");
+  const outHint = el("div", "fomm-placeholder", "Press \u25B6 Start camera: the animated photo appears here.");
+  camera.style.display = "none";
+  result.style.display = "none";
   const camPane = el("div", "fomm-pane");
-  camPane.append(el("div", "fomm-caption", "Camera"), camera);
+  camPane.append(el("div", "fomm-caption", "Camera"), camHint, camera);
   const outPane = el("div", "fomm-pane");
-  outPane.append(el("div", "fomm-caption", "Animation"), result);
+  outPane.append(el("div", "fomm-caption", "Animation"), outHint, result);
   const buttons = el("div", "fomm-row");
   buttons.append(startBtn, stopBtn, anchorBtn, bestBtn, recordBtn, fps);
   const panes = el("div", "fomm-row");
@@ -68,6 +73,8 @@ function render({ model, el: root }) {
         const old = result.src;
         result.src = bytesUrl(buffers[0], "image/jpeg");
         if (old) URL.revokeObjectURL(old);
+        result.style.display = "";
+        outHint.style.display = "none";
       }
       sendFrame();
     } else if (msg.type === "failed") {
@@ -79,6 +86,8 @@ function render({ model, el: root }) {
     stream = await openCameraFor(model, startBtn);
     if (!stream) return;
     camera.srcObject = stream;
+    camera.style.display = "";
+    camHint.style.display = "none";
     await camera.play();
     setRunning(true);
     model.send({ type: "start" });
@@ -91,6 +100,8 @@ function render({ model, el: root }) {
     stopCamera(stream);
     stream = null;
     camera.srcObject = null;
+    camera.style.display = "none";
+    camHint.style.display = "";
     model.send({ type: "stop" });
   }
 

@@ -19,8 +19,13 @@ function render({ model, el: root }) {
   const prevPane = el("div", "fomm-pane");
   prevPane.append(el("div", "fomm-caption", "Recording"), preview);
   prevPane.style.display = "none";
+  const soundBox = document.createElement("input");
+  soundBox.type = "checkbox";
+  soundBox.className = "fomm-sound-toggle";
+  const soundLabel = el("label", "fomm-sound");
+  soundLabel.append(soundBox, document.createTextNode("Record sound (microphone)"));
   const buttons = el("div", "fomm-row");
-  buttons.append(recordBtn, stopBtn);
+  buttons.append(recordBtn, stopBtn, soundLabel);
   const panes = el("div", "fomm-row");
   panes.append(camPane, prevPane);
   root.append(buttons, status, error, panes);
@@ -32,6 +37,13 @@ function render({ model, el: root }) {
   let busy = false;
   let pending = [];
 
+  let audioRecorder = null;
+  let audioChunks = [];
+  const showSound = () => { soundBox.checked = model.get("sound"); };
+  model.on("change:sound", showSound);
+  showSound();
+  soundBox.addEventListener("change", () => { model.set("sound", soundBox.checked); model.save_changes(); });
+
   const showStatus = () => { status.textContent = model.get("status"); };
   const showError = () => { error.textContent = model.get("error"); };
   model.on("change:status", showStatus);
@@ -39,14 +51,45 @@ function render({ model, el: root }) {
   showStatus();
   showError();
 
+  function startSound() {
+    audioRecorder = null;
+    audioChunks = [];
+    const tracks = stream.getAudioTracks();
+    if (!tracks.length || typeof MediaRecorder === "undefined") return;
+    const types = ["audio/webm;codecs=opus", "audio/ogg;codecs=opus", "audio/webm", "audio/mp4"];
+    const mimeType = types.find((t) => MediaRecorder.isTypeSupported(t));
+    try {
+      audioRecorder = new MediaRecorder(new MediaStream(tracks), mimeType ? { mimeType } : undefined);
+    } catch (err) {
+      model.set("sound_note", "the browser cannot record sound (" + err.name + ")");
+      model.save_changes();
+      return;
+    }
+    audioRecorder.ondataavailable = (e) => { if (e.data && e.data.size) audioChunks.push(e.data); };
+    audioRecorder.start();
+  }
+
+  // The recorded sound (an ArrayBuffer), or null without one.
+  function stopSound() {
+    const rec = audioRecorder;
+    audioRecorder = null;
+    if (!rec) return Promise.resolve(null);
+    return new Promise((resolve) => {
+      rec.onstop = () => new Blob(audioChunks, { type: rec.mimeType }).arrayBuffer().then(resolve, () => resolve(null));
+      try { rec.stop(); } catch (err) { resolve(null); }
+    });
+  }
+
   async function start() {
-    stream = await openCameraFor(model, recordBtn);
+    stream = await openCameraFor(model, recordBtn, model.get("sound"));
     if (!stream) return;
+    if (!model.get("sound")) { model.set("sound_note", "sound off"); model.save_changes(); }
     camera.srcObject = stream;
     camPane.style.display = "";
     await camera.play();
     const fps = model.get("fps");
     model.send({ type: "start", fps });
+    startSound();
     stopBtn.disabled = false;
     t0 = performance.now();
     timer = setInterval(tick, 1000 / fps);
@@ -73,8 +116,10 @@ function render({ model, el: root }) {
     clearInterval(timer);
     timer = null;
     stopBtn.disabled = true;
+    const sound = await stopSound();
     await Promise.allSettled(pending);
     pending = [];
+    if (sound && sound.byteLength) model.send({ type: "audio" }, undefined, [sound]);
     model.send({ type: "stop" });
     stopCamera(stream);
     stream = null;
@@ -93,7 +138,7 @@ function render({ model, el: root }) {
 
   recordBtn.addEventListener("click", start);
   stopBtn.addEventListener("click", stop);
-  return () => { if (timer !== null) clearInterval(timer); stopCamera(stream); };
+  return () => { if (timer !== null) clearInterval(timer); stopSound(); stopCamera(stream); };
 }
 
 export default { render };

@@ -11,6 +11,7 @@ import anywidget
 import numpy as np
 import traitlets
 
+from ..errors import FommLabError
 from ..io.slots import SlotWriter
 from . import _assets
 from ._jpeg import decode_jpeg
@@ -35,8 +36,13 @@ class WebcamRecorder(anywidget.AnyWidget):
     Recording stops with the Stop button or after ``max_seconds``; the saved clip is then shown.
     Camera problems (denied, none, insecure page) appear in the widget and in :attr:`error`.
 
+    Sound: with ``sound`` on (a checkbox in the widget) the browser also records the microphone (MediaRecorder,
+    Opus) and sends it at Stop; the kernel muxes it into the mp4 as AAC, trimmed like the frames (the camera's
+    warm-up frames are dropped, and the same time is cut from the sound). Without a microphone, or with the
+    toggle off, the clip is silent and the status says so.
+
     Attributes: ``path`` (str) of the last saved mp4 ("" before), ``error`` (str), ``status`` (str),
-    ``frames_written`` (int) of the last recording.
+    ``frames_written`` (int) of the last recording, ``has_sound`` (bool) of the last recording.
     """
 
     _esm = _assets.esm("camera.js", "recorder.js")
@@ -50,10 +56,14 @@ class WebcamRecorder(anywidget.AnyWidget):
     error = traitlets.Unicode("").tag(sync=True)
     path = traitlets.Unicode("").tag(sync=True)
     frames_written = traitlets.Int(0).tag(sync=True)
+    sound = traitlets.Bool(True).tag(sync=True)
+    has_sound = traitlets.Bool(False).tag(sync=True)
+    sound_note = traitlets.Unicode("").tag(sync=True)
 
     def __init__(self, output_dir: str | Path = "temp", *, fps: int = 25, max_seconds: float = 10.0,
-                 width: int = 640, height: int = 480, **kwargs: Any) -> None:
-        super().__init__(fps=fps, max_seconds=max_seconds, width=width, height=height, **kwargs)
+                 width: int = 640, height: int = 480, sound: bool = True, **kwargs: Any) -> None:
+        super().__init__(fps=fps, max_seconds=max_seconds, width=width, height=height, sound=sound, **kwargs)
+        self._audio: bytes | None = None
         self.output_dir = Path(output_dir)
         self._limits = (fps, max_seconds, width, height)  # the kernel's, whatever the page asks
         self._writer: SlotWriter | None = None
@@ -84,6 +94,8 @@ class WebcamRecorder(anywidget.AnyWidget):
                 self._frame(int(content["index"]), decode_jpeg(buffers[0]))
                 self.frames_written = self._writer.slots
                 self.status = f"recording... {self._writer.seconds:.1f} s"
+            elif kind == "audio":
+                self._audio = bytes(buffers[0]) if buffers and len(buffers[0]) else None
             elif kind == "stop":
                 self._stop()
         except Exception as exc:  # noqa: BLE001 - a comm callback has nobody else to report to
@@ -124,6 +136,7 @@ class WebcamRecorder(anywidget.AnyWidget):
         self._warming, self._seen, self._offset, self._first, self._last = True, 0, 0, None, None
         self._writer = SlotWriter(target, fps, max_slots=int(round(max_seconds * fps)))
         self.frames_written = 0
+        self._audio = None
         self.error = ""
         self.status = "recording..."
 
@@ -138,11 +151,43 @@ class WebcamRecorder(anywidget.AnyWidget):
             self.status = "Nothing was recorded."
             return
         target = writer.close()
+        fps = self._limits[0]
+        audio, self._audio = self._audio, None
+        self.has_sound = False
+        if audio:
+            try:
+                add_sound(target, audio, start_s=self._offset / fps)
+                self.has_sound = True
+            except FommLabError as exc:
+                log.warning("the recording's sound could not be added: %s", exc)
+                self.sound_note = f"the sound could not be added ({exc.first_line()})"
+        sound = "with sound" if self.has_sound else f"silent: {self.sound_note or 'sound off'}"
         self.path = str(target)
-        self.status = f"Saved {writer.slots} frames ({writer.seconds:.1f} s) to {target}"
+        self.status = f"Saved {writer.slots} frames ({writer.seconds:.1f} s, {sound}) to {target}"
         self.send({"type": "saved", "path": str(target)}, buffers=[target.read_bytes()])
 
     def _abort(self) -> None:
         if self._writer is not None:
             writer, self._writer = self._writer, None
             writer.abort()
+
+
+def add_sound(video: Path, audio: bytes, start_s: float = 0.0) -> Path:
+    """Mux ``audio`` (the browser's recording: WebM/Ogg Opus or MP4 AAC bytes) into ``video`` as AAC, skipping its
+    first ``start_s`` seconds and ending with the video. ``video`` is replaced only by a complete result; on any
+    failure it stays as it was (silent) and the temporary files are removed."""
+    from ..io import ffmpeg
+    from ..io.atomic import publish, remove, temp_sibling
+
+    source, tmp = temp_sibling(video.with_suffix(".audio")), temp_sibling(video)
+    try:
+        source.write_bytes(audio)
+        ffmpeg.run(["-i", str(video), "-ss", f"{max(start_s, 0.0):.3f}", "-i", str(source), "-map", "0:v:0",
+                    "-map", "1:a:0", "-c:v", "copy", "-c:a", "aac", "-b:a", "128k", "-shortest",
+                    "-movflags", "+faststart", "-f", "mp4", str(tmp), "-y"], "adding the recording's sound", video,
+                   timeout=120)
+        publish(tmp, video)
+    finally:
+        remove(source)
+        remove(tmp)
+    return video

@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..engine.config import ModelConfig
+from ..engine.config import ModelConfig, check_frame_size
 from ..engine.reference import check_reference
-from ..errors import CheckpointError, FommLabError, MediaError, Placeholder, Remedy
+from ..errors import CheckpointError, ConfigError, FommLabError, MediaError, Placeholder, Remedy
 from ..faces.track import CROP_MODES
 from ..io.probe import VideoInfo
-from .job import AnimateJob, CropOptions, RuntimeOptions
+from .job import AnimateJob, CropOptions, OutputOptions, RuntimeOptions
 
 
 @dataclass(frozen=True)
@@ -93,15 +93,18 @@ def _check_backend(runtime: RuntimeOptions) -> None:
             raise missing_openvino()
 
 
-def check_job(job: AnimateJob) -> CheckedJob:
+def check_job(job: AnimateJob, *, model_given: bool = False) -> CheckedJob:
     """Every check that needs no model, before any heavy work: the config, the photo (readable), every
     driving clip (a video with frames), the outputs (extensions, folders, writable, distinct), the
-    options (crop mode, faces, best frame within the clip). Raises the error a later stage would."""
+    options (crop mode, faces, best frame within the clip). Raises the error a later stage would.
+    ``model_given``: the caller brings a loaded model (the job's weights are then not looked for)."""
     from ..io.image import read_image
     from ..io.video import read_video
 
     config = model_config(job.model)
-    _check_weights(job)
+    check_frame_size(config)
+    if not model_given:
+        _check_weights(job)
     read_image(job.source)
     infos = []
     for path in job.drivings:
@@ -124,6 +127,7 @@ def check_job(job: AnimateJob) -> CheckedJob:
                            remedies=[Remedy("use relative motion ({})", "motion.avd", False),
                                      Remedy("use a Thin-Plate Spline model ({})", "model", "tpsmm-vox")])
     _check_outputs(job)
+    _check_enhance(job.output)
     return CheckedJob(config, tuple(infos))
 
 
@@ -142,3 +146,37 @@ def _check_weights(job: AnimateJob) -> None:
                               "(see `fomm-lab models`) whose checkpoint is downloaded once",
                               remedies=[Remedy("give the weights file ({})", "checkpoint", Placeholder("FILE")),
                                         Remedy("animate noise on purpose ({})", "random_weights", True)])
+
+
+def _check_enhance(output: OutputOptions) -> None:
+    """The face enhancer: a known kind, a strength in [0, 1], and a given weights file that is that enhancer's
+    (read and identified, not loaded into a network: a few tenths of a second for the released files). The
+    registry's weights are verified when they are downloaded."""
+    if output.enhance is None:
+        if output.enhancer_weights is not None:
+            raise FommLabError(f"enhancer weights {output.enhancer_weights} are given but no face enhancer is chosen",
+                               remedies=[Remedy("choose GPEN ({})", "output.enhance", "gpen"),
+                                         Remedy("GFPGAN ({})", "output.enhance", "gfpgan")])
+        return
+    from ..enhance.kinds import EXPECTED, KINDS
+
+    kind = str(output.enhance).lower()
+    if kind not in KINDS:
+        raise ConfigError(f"unknown face enhancer {output.enhance!r}: there are {', '.join(KINDS)}",
+                          remedies=[Remedy("use GPEN ({})", "output.enhance", "gpen"),
+                                    Remedy("GFPGAN ({})", "output.enhance", "gfpgan")])
+    if not 0.0 <= output.enhance_strength <= 1.0:
+        raise FommLabError(f"enhancement strength {output.enhance_strength} is not in [0, 1]",
+                           remedies=[Remedy("enhance fully ({})", "output.enhance_strength", 1.0)])
+    if output.enhancer_weights is None:
+        return
+    from ..enhance.weights import identify, read_weights
+
+    weights = read_weights(output.enhancer_weights)  # CheckpointError: missing, empty, a web page, corrupt
+    what, fits = identify(weights)
+    if fits == kind:
+        return
+    remedies = [Remedy(f"use it with the {fits} enhancer ({{}})", "output.enhance", fits)] if fits else []
+    remedies.append(Remedy(f"give {EXPECTED[kind]} ({{}})", "output.enhancer_weights", Placeholder("FILE")))
+    raise CheckpointError(f"enhancer weights {weights.path} hold {what}, not what the {kind} enhancer needs"
+                          + (f": they are for the {fits} enhancer" if fits else ""), remedies=remedies)

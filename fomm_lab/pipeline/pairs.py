@@ -138,7 +138,7 @@ def animate_pairs(pairs: Sequence[Pair], model: MotionModel, *, motion=None, cro
                 job = AnimateJob(source=source_photo(pair.source, workdir), driving=pair.driving, model=config_ref,
                                  motion=motion or MotionOptions(), crop=crop or CropOptions(),
                                  output=OutputOptions(video=pair.output, audio=audio),
-                                 runtime=runtime or RuntimeOptions(), random_weights=model.checkpoint is None)
+                                 runtime=runtime or RuntimeOptions())
                 Animation(job, model=model, progress=False).run()
             except (FommLabError, OSError) as exc:
                 result.failed.append((pair, exc))

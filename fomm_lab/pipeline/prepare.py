@@ -149,8 +149,8 @@ def prepare(job: AnimateJob, config: ModelConfig, workdir: Path, detector: FaceD
     if source is None:
         source = prepare_source(job.source, size, job.crop, config, detector)
     if source.crops:
-        say(f"photo: {len(source.crops)} face(s) at " + ", ".join(
-            "x0={} y0={} x1={} y1={}".format(*c.box.as_ints()) for c in source.crops))
+        say(f"photo: {len(source.crops)} face(s) animated (numbered from 0 left to right): " + ", ".join(
+            "{} at x0={} y0={} x1={} y1={}".format(c.label, *c.box.as_ints()) for c in source.crops))
     drivings_in = job.drivings
     if len(drivings_in) > 1 and len(drivings_in) != len(source.images):
         raise FommLabError(f"{len(drivings_in)} driving clips for {len(source.images)} face(s): give one clip for "

@@ -92,7 +92,7 @@ class Animation:
     def check(self) -> CheckedJob:
         """Every check that needs no model (:func:`~fomm_lab.pipeline.check.check_job`), once."""
         if self._checked is None:
-            self._checked = check_job(self.job)
+            self._checked = check_job(self.job, model_given=self._model is not None)
         return self._checked
 
     @property
@@ -187,8 +187,8 @@ class Animation:
                    for keyed, image, plan in zip(self.animators, prepared.source.images, plans)]
         paste = self.pastes_back(output)
         if output.enhance:
-            boxes = [c.box for c in prepared.source.crops]
-            sizes = [(round(b.width), round(b.height)) for b in boxes] if paste else [None] * faces
+            corners = [c.box.as_ints() for c in prepared.source.crops]  # the compositor's pixel boxes
+            sizes = [(x1 - x0, y1 - y0) for x0, y0, x1, y1 in corners] if paste else [None] * faces
             streams = [self._enhanced(stream, output, side) for stream, side in zip(streams, sizes)]
             if not paste:
                 size = Size(ENHANCED_SIZE, ENHANCED_SIZE)
@@ -203,7 +203,9 @@ class Animation:
 
     def enhancer(self, output: OutputOptions | None = None) -> Any:
         """The face enhancer the outputs ask for (:func:`fomm_lab.enhance.load_enhancer`), loaded once: the given
-        weights file, else the registry's (downloaded and verified once)."""
+        weights file, else the registry's (downloaded and verified once). It runs on the model's device in the
+        runtime's precision, ``auto`` resolved there (:func:`fomm_lab.device.resolve_dtype`: bfloat16 only on a
+        CPU that computes it natively; bfloat16 or float16 on a GPU)."""
         output = output or self.job.output
         key = (output.enhance, output.enhancer_weights)
         if self._enhancer is None or self._enhancer[0] != key:
@@ -213,12 +215,12 @@ class Animation:
             kind = check_kind(str(output.enhance))
             weights = output.enhancer_weights
             if weights is None:
-                from ..enhance.weights import read_weights
+                from ..enhance.weights import check_weights
                 from ..hub.download import ensure_checkpoint
                 from ..hub.registry import ENHANCERS
 
                 def verify(path: Path) -> None:
-                    read_weights(path)
+                    check_weights(kind, path)
 
                 weights = ensure_checkpoint(ENHANCERS[kind], cache_dir=self.job.cache_dir, progress=self.progress,
                                             verify=verify)

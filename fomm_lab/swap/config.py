@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from ..engine.config import _params
+from ..engine.config import params_from
 from ..errors import ConfigError
 
 
@@ -89,7 +89,7 @@ def parse_segment_config(raw: Any, name: str, path: Path | None = None) -> Segme
                           "motion-cosegmentation's config/vox-256-sem-10segments.yaml")
     assert isinstance(params, dict)
     where = "model_params."
-    common = _params(CommonParams, params["common_params"], where + "common_params", path)
+    common = params_from(CommonParams, params["common_params"], where + "common_params", path)
     if common.num_segments < 1:
         raise ConfigError(f"config {path or name}: model_params.common_params.num_segments must be at least 1, "
                           f"got {common.num_segments}")
@@ -100,10 +100,10 @@ def parse_segment_config(raw: Any, name: str, path: Path | None = None) -> Segme
                           "[side, side, 3] frame shape")
     return SegmentConfig(
         name=name, path=path, common=common,
-        segmentation=_params(SegmentationParams, params["segmentation_module_params"],
-                             where + "segmentation_module_params", path),
-        reconstruction=_params(ReconstructionParams, params["reconstruction_module_params"],
-                               where + "reconstruction_module_params", path),
+        segmentation=params_from(SegmentationParams, params["segmentation_module_params"],
+                                 where + "segmentation_module_params", path),
+        reconstruction=params_from(ReconstructionParams, params["reconstruction_module_params"],
+                                   where + "reconstruction_module_params", path),
         frame_size=int(shape[0]), raw=raw)
 
 

@@ -1,8 +1,10 @@
 """``fomm-lab reconstruct``: the paper's reconstruction evaluation (Sec. 4, "Video reconstruction").
 
 Every test video is reconstructed from its own first frame: the first frame is the source, every frame
-in turn the driving frame (absolute keypoints, as the paper's evaluation). Reported per video and over all
-videos, into a CSV written atomically:
+in turn the driving frame (absolute keypoints, as the paper's evaluation), with any family's model
+(:func:`reconstruction`: the family's own when it has one -- TPSMM's adds its background motion, as its
+authors' ``reconstruction.py`` does -- else detect, prepare once and generate through the family's networks).
+Reported per video and over all videos, into a CSV written atomically:
 
 * **L1**: the mean absolute difference between the reconstruction and the real frame, pixel values in
   [0, 1], averaged over pixels and channels, then over a video's frames. The summary row ``mean (frames)``
@@ -26,13 +28,14 @@ import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
 
+from ..engine.config import check_frame_size
+from ..engine.family import MotionModel
 from ..engine.frames import tensor_to_frames
-from ..engine.keypoints import Keypoints
-from ..engine.model import FommModel
 from ..io.atomic import atomic_output
 
 Landmarks = Callable[[np.ndarray], "np.ndarray | None"]
@@ -142,25 +145,50 @@ def _to_tensor(frames: Sequence[np.ndarray], device: torch.device) -> torch.Tens
     return torch.from_numpy(array).permute(0, 3, 1, 2).contiguous().to(device)
 
 
-def _expand(kp: Keypoints, n: int) -> Keypoints:
-    return Keypoints(kp.value.expand(n, -1, -1), None if kp.jacobian is None else kp.jacobian.expand(n, -1, -1, -1))
+Reconstruction = Callable[[torch.Tensor], torch.Tensor]
+"""Driving frames (N, 3, H, W) in [0, 1] -> their reconstructions (N, 3, H, W) from one source image."""
+
+
+def reconstruction(model: MotionModel, source: torch.Tensor) -> Reconstruction:
+    """How ``model`` reconstructs frames from ``source`` (1, 3, H, W) in [0, 1], in float32: the family's own
+    ``reconstruction(source)`` when it has one (TPSMM: with the background predictor), else the family's networks
+    with the driving keypoints as detected (FOMM's evaluation: Sec. 4 of the paper)."""
+    own = getattr(model, "reconstruction", None)
+    if callable(own):
+        return cast(Reconstruction, own(source))
+    nets = model.inference_networks()
+    kp_source = nets.kp_detector(source)
+    state = nets.prepare(source, kp_source)
+
+    def predict(driving: torch.Tensor) -> torch.Tensor:
+        kp_driving = model.transfer(kp_source, nets.kp_detector(driving), None, relative=False, scale=1.0)
+        return nets.generate(state, kp_driving)
+
+    return predict
 
 
 @torch.inference_mode()
-def reconstruct_video(model: FommModel, frames: Iterator[np.ndarray], batch_size: int = 8
+def reconstruct_video(model: MotionModel, frames: Iterator[np.ndarray], batch_size: int = 8
                       ) -> Iterator[tuple[np.ndarray, np.ndarray, float]]:
     """(real frame, reconstruction, L1) for each frame, the first frame being the source (uint8 frames)."""
-    source_t = kp_source = None
+    predict: Reconstruction | None = None
     for batch in _batches(frames, batch_size):
         driving = _to_tensor(batch, model.device)
-        if source_t is None:
-            source_t = driving[:1]
-            kp_source = model.kp_detector(source_t)
-        assert kp_source is not None
-        kp_driving = model.kp_detector(driving)
-        prediction = model.generator(source_t, kp_driving=kp_driving, kp_source=kp_source)["prediction"]
+        if predict is None:
+            predict = reconstruction(model, driving[:1])
+        prediction = predict(driving)
         l1 = (prediction.float() - driving).abs().mean(dim=(1, 2, 3)).tolist()
         yield from zip(batch, tensor_to_frames(prediction), l1)
+
+
+def check_model(config: str | Path) -> None:
+    """ConfigError when the frame size of ``config`` (a registry name, shipped config or yaml) does not fit its
+    networks (:func:`fomm_lab.engine.config.check_frame_size`): checked before any model or data is loaded."""
+    from ..engine.families import load_any_config
+    from ..hub.registry import resolve_model
+
+    reference, _ = resolve_model(config)
+    check_frame_size(load_any_config(reference))
 
 
 def write_csv(path: Path, result: ReconstructResult) -> Path:
@@ -183,7 +211,7 @@ def write_csv(path: Path, result: ReconstructResult) -> Path:
     return path
 
 
-def reconstruct(model: FommModel, data: str | Path, csv_path: str | Path,
+def reconstruct(model: MotionModel, data: str | Path, csv_path: str | Path,
                 options: ReconstructOptions = ReconstructOptions(), landmarks: Landmarks | None = None,
                 say: Callable[[str], None] = lambda text: None) -> ReconstructResult:
     """Reconstruct every video of ``data`` (a dataset folder -- its ``test`` split -- or a split folder) and
@@ -193,6 +221,7 @@ def reconstruct(model: FommModel, data: str | Path, csv_path: str | Path,
     from ..io.export import SideBySideWriter
     from .data import VideoFrames, dataset_layout
 
+    check_frame_size(model.config)
     layout = dataset_layout(data, need_test=True)
     videos = layout.test[: options.max_videos] if options.max_videos else layout.test
     result = ReconstructResult([], Path(csv_path))

@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..engine.config import check_frame_size
 from ..errors import CheckpointError, ConfigError, DatasetError, Remedy, TrainingError
 from ..hub.registry import MODELS, RemoteFile
 from ..io.atomic import atomic_output
@@ -210,6 +211,7 @@ class _Run:
     def __init__(self, options: TrainOptions, process: distributed.Process, say: Say) -> None:
         self.options, self.process, self.say = options, process, say
         self.config = load_training_config(options.config)
+        check_frame_size(self.config.model)
         _check_config(self.config)
         self.params = self.config.train
         self.out = Path(options.out)

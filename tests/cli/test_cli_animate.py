@@ -54,7 +54,7 @@ def png_frames(folder: Path) -> np.ndarray:
 def library_frames(model, source, driving_path, best_frame=None, **options) -> np.ndarray:
     """What the library makes of ``source`` (already at model size) and the driving clip."""
     driving = [resize_to_model(f, SIZE, mode="crop") for f in read_video(driving_path)]
-    frames = Animator(model, **options).animate(source, driving, best_frame=best_frame)
+    frames = Animator(model, dtype="float32", smoothing=0, **options).animate(source, driving, best_frame=best_frame)
     return np.stack(list(frames)).astype(np.int16)
 
 

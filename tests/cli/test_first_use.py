@@ -75,7 +75,7 @@ def test_mistakes_are_reported_within_two_seconds(change, needle, media, tiny_vo
 def test_checking_a_job_does_not_import_torch(media, tiny_vox, tmp_path):
     code = ("import sys\nfrom pathlib import Path\nfrom fomm_lab.pipeline import AnimateJob, OutputOptions, check_job\n"
             f"check_job(AnimateJob(source=Path({str(media['photo'])!r}), driving=Path({str(media['driving'])!r}), "
-            f"model={str(tiny_vox[0])!r}, output=OutputOptions(video=Path({str(tmp_path / 'o.mp4')!r}))))\n"
+            f"model={str(tiny_vox[0])!r}, checkpoint=Path({str(tiny_vox[1])!r}), output=OutputOptions(video=Path({str(tmp_path / 'o.mp4')!r}))))\n"
             "print('torch' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             env={**os.environ, "PYTHONPATH": str(REPO)})
@@ -262,7 +262,7 @@ def test_progress_total_is_exact_and_the_precision_is_said(media, tiny_vox, tmp_
                     "--output", str(tmp_path / "o.mp4"), "--config", str(tiny_vox[0]), "--checkpoint",
                     str(tiny_vox[1]), "--no-crop-driving", "--device", "cpu")
     assert result.returncode == 0, result.stderr
-    totals = re.findall(r"animating: 100%\|[^|]*\| (\d+)/(\d+)", result.stderr)
+    totals = re.findall(r"animating \(relative \+ adapt scale\): 100%\|[^|]*\| (\d+)/(\d+)", result.stderr)
     assert totals and all(done == total == "20" for done, total in totals), result.stderr[-500:]
     chosen = dtype_name(auto_dtype(torch.device("cpu")))
     assert f"on cpu, {chosen} (auto)" in result.stdout

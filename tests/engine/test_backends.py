@@ -127,8 +127,8 @@ def test_onnx_export_refuses_a_non_empty_folder_and_leaves_nothing_on_failure(ti
 @pytest.mark.parametrize("name", EXPORTED)
 def test_openvino_backend_matches_torch(name, batch_size, golden_dir, paddle_dir):
     model, gold = _fixture_model(name, golden_dir, paddle_dir)
-    torch_frames = np.stack(list(Animator(model, float_output=True).animate(gold["source"], gold["driving"])))
-    animator = Animator(model, float_output=True, backend="openvino", batch_size=batch_size)
+    torch_frames = np.stack(list(Animator(model, dtype="float32", smoothing=0, float_output=True).animate(gold["source"], gold["driving"])))
+    animator = Animator(model, dtype="float32", smoothing=0, float_output=True, backend="openvino", batch_size=batch_size)
     assert animator.backend == "openvino" and animator.dtype == torch.float32
     ov_frames = np.stack(list(animator.animate(gold["source"], gold["driving"])))
     bound = OPENVINO_FLOAT32.get(name, GOLDEN)
@@ -141,9 +141,9 @@ def test_openvino_backend_matches_torch(name, batch_size, golden_dir, paddle_dir
 
 def test_openvino_backend_options_are_checked(tiny_model):
     with pytest.raises(ValueError, match="torch backend only"):
-        Animator(tiny_model, backend="openvino", compile=True)
+        Animator(tiny_model, dtype="float32", smoothing=0, backend="openvino", compile=True)
     with pytest.raises(ValueError, match="backend must be one of torch, openvino"):
-        Animator(tiny_model, backend="onnxruntime")
+        Animator(tiny_model, dtype="float32", smoothing=0, backend="onnxruntime")
 
 
 # --------------------------------------------------------------------------------------------- CLI

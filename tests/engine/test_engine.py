@@ -198,7 +198,7 @@ class _CountingFrames:
 def test_animate_streams_lazily(golden_dir, tiny_model, batch_size):
     gold = np.load(golden_dir / "tiny-vox-golden.npz")
     frames = _CountingFrames(gold["driving"], repeat=40)
-    stream = Animator(tiny_model, batch_size=batch_size).animate(gold["source"], frames)
+    stream = Animator(tiny_model, dtype="float32", smoothing=0, batch_size=batch_size).animate(gold["source"], frames)
     assert frames.pulled == 0  # nothing happens before the first frame is asked for
     for produced, _ in enumerate(stream, start=1):
         assert frames.pulled <= produced + batch_size  # never more than one batch ahead
@@ -208,7 +208,7 @@ def test_animate_streams_lazily(golden_dir, tiny_model, batch_size):
 def test_best_frame_reference_and_errors(golden_dir, tiny_model):
     gold = np.load(golden_dir / "tiny-vox-golden.npz")
     source, driving = gold["source"], gold["driving"]
-    animator = Animator(tiny_model)
+    animator = Animator(tiny_model, dtype="float32", smoothing=0)
     with_best = np.stack(list(animator.animate(source, iter(driving), best_frame=2)))
     animator.set_source(source)
     animator.set_reference(driving[2])
@@ -224,15 +224,15 @@ def test_best_frame_reference_and_errors(golden_dir, tiny_model):
 def test_any_frame_size_is_resized(golden_dir, tiny_model):
     gold = np.load(golden_dir / "tiny-vox-golden.npz")
     big = [cv2.resize(f, (400, 300)) for f in gold["driving"]]
-    out = list(Animator(tiny_model).animate(cv2.resize(gold["source"], (512, 512)), big))
+    out = list(Animator(tiny_model, dtype="float32", smoothing=0).animate(cv2.resize(gold["source"], (512, 512)), big))
     assert [f.shape for f in out] == [(256, 256, 3)] * len(gold["driving"])
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
 def test_reduced_precision_close_to_float32(golden_dir, tiny_model, dtype):
     gold = np.load(golden_dir / "tiny-vox-golden.npz")
-    exact = np.stack(list(Animator(tiny_model).animate(gold["source"], gold["driving"]))).astype(np.float64)
-    fast = np.stack(list(Animator(tiny_model, dtype=dtype).animate(gold["source"], gold["driving"]))).astype(np.float64)
+    exact = np.stack(list(Animator(tiny_model, dtype="float32", smoothing=0).animate(gold["source"], gold["driving"]))).astype(np.float64)
+    fast = np.stack(list(Animator(tiny_model, smoothing=0, dtype=dtype).animate(gold["source"], gold["driving"]))).astype(np.float64)
     psnr = 10 * np.log10(255**2 / max(((exact - fast) ** 2).mean(), 1e-12))
     assert psnr > 30, psnr
 
@@ -331,7 +331,7 @@ def test_compiled_animator_matches_eager(golden_dir, tiny_model, tiny_vox, monke
     compute the Winograd kernel transforms themselves (the model keeps none), and a new photo compiles nothing
     again."""
     gold = np.load(golden_dir / "tiny-vox-golden.npz")
-    eager = np.stack(list(Animator(tiny_model, float_output=True).animate(gold["source"], gold["driving"])))
+    eager = np.stack(list(Animator(tiny_model, dtype="float32", smoothing=0, float_output=True).animate(gold["source"], gold["driving"])))
     from torch._inductor.compile_fx import compile_fx
 
     graphs = []  # what dynamo hands inductor
@@ -339,7 +339,7 @@ def test_compiled_animator_matches_eager(golden_dir, tiny_model, tiny_vox, monke
     monkeypatch.setattr(torch, "compile", lambda fn, **kw: compile(
         fn, backend=lambda gm, inputs: graphs.append(gm) or compile_fx(gm, inputs), **kw))
     fresh = load_model(*tiny_vox, device="cpu")
-    animator = Animator(fresh, float_output=True, compile=True)
+    animator = Animator(fresh, dtype="float32", smoothing=0, float_output=True, compile=True)
     compiled = np.stack(list(animator.animate(gold["source"], gold["driving"])))
     assert np.abs(compiled - eager).max() < 1e-4  # inductor reorders float32 sums: rounding only, as GOLDEN
     assert any(node.target is torch.bmm for gm in graphs for node in gm.graph.nodes)  # Winograd, in the graphs ...

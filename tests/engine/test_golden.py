@@ -56,7 +56,7 @@ def test_motion_and_prediction_match(case, tag):
 def test_animator_matches_golden(case, tag, batch_size):
     """The streaming Animator (source cached, batched driving) gives the official frames."""
     model, gold = case
-    animator = Animator(model, relative=tag.startswith("rel1"), adapt_scale=tag.endswith("adapt1"), batch_size=batch_size)
+    animator = Animator(model, dtype="float32", smoothing=0, relative=tag.startswith("rel1"), adapt_scale=tag.endswith("adapt1"), batch_size=batch_size)
     frames = list(animator.animate(gold["source"], iter(gold["driving"])))
     assert len(frames) == len(gold["driving"]) and all(f.dtype == np.uint8 and f.shape == (256, 256, 3) for f in frames)
     expected = np.round(np.clip(gold[f"prediction_{tag}"], 0, 1) * 255)
@@ -65,7 +65,7 @@ def test_animator_matches_golden(case, tag, batch_size):
 
 def test_live_stages_match_golden(case):
     model, gold = case
-    animator = Animator(model)
+    animator = Animator(model, dtype="float32", smoothing=0)
     animator.set_source(gold["source"])
     animator.set_reference(gold["driving"][0])
     expected = np.round(np.clip(gold["prediction_rel1_adapt1"], 0, 1) * 255)

@@ -98,11 +98,11 @@ def test_animator_matches_golden(case, tag):
     name, model, gold = case
     relative, adapt = _flags(tag)
     side = gold["source"].shape[0]
-    floats = np.stack(list(Animator(model, relative=relative, adapt_scale=adapt, float_output=True)
+    floats = np.stack(list(Animator(model, dtype="float32", smoothing=0, relative=relative, adapt_scale=adapt, float_output=True)
                            .animate(gold["source"], iter(gold["driving"]))))
     assert floats.shape == (len(gold["driving"]), side, side, 3)
     assert np.abs(floats - gold[f"prediction_{tag}"]).max() < PREDICTION_TOL[name]
-    frames = np.stack(list(Animator(model, relative=relative, adapt_scale=adapt, batch_size=2)
+    frames = np.stack(list(Animator(model, dtype="float32", smoothing=0, relative=relative, adapt_scale=adapt, batch_size=2)
                            .animate(gold["source"], iter(gold["driving"]))))
     expected = np.round(np.clip(gold[f"prediction_{tag}"], 0, 1) * 255)
     assert frames.dtype == np.uint8 and np.abs(frames.astype(np.float64) - expected).max() <= 1
@@ -110,7 +110,7 @@ def test_animator_matches_golden(case, tag):
 
 def test_live_stages_match_golden(case):
     _, model, gold = case
-    animator = Animator(model)
+    animator = Animator(model, dtype="float32", smoothing=0)
     animator.set_source(gold["source"])
     animator.set_reference(gold["driving"][0])
     expected = np.round(np.clip(gold["prediction_rel1_adapt1"], 0, 1) * 255)
@@ -487,7 +487,7 @@ def test_registry_loading_of_vox_mobile_from_a_local_mirror(server, tmp_path, pa
     assert model.name == "vox-mobile" and model.config.name == "vox-mobile-256"
     assert model.checkpoint == tmp_path / "vox-mobile.pdparams" and model.config.mobile
     gold = np.load(paddle_dir / "paddle-vox-mobile-golden.npz")
-    frames = list(Animator(model, float_output=True).animate(gold["source"], iter(gold["driving"])))
+    frames = list(Animator(model, dtype="float32", smoothing=0, float_output=True).animate(gold["source"], iter(gold["driving"])))
     assert np.abs(np.stack(frames) - gold["prediction_rel1_adapt1"]).max() < TOL
     rows = {row.name: row for row in cache_status(tmp_path)}
     row = rows["vox-mobile"]
@@ -608,7 +608,7 @@ def test_512_model_in_the_live_loop(paddle_dir, astronaut):
 
     model = load_model(paddle_dir / "paddle-tiny-vox-512.yaml", paddle_dir / "paddle-tiny-vox-512.pdparams",
                        device="cpu")
-    session = LiveSession(Animator(model), astronaut[:400, :300])
+    session = LiveSession(Animator(model, dtype="float32", smoothing=0), astronaut[:400, :300])
     assert session.source.shape == (512, 512, 3)
     camera = np.zeros((480, 640, 3), np.uint8)
     camera[40:440, 170:470] = astronaut[:400, :300]

@@ -79,7 +79,7 @@ def test_a_model_makes_only_the_winograd_transforms_its_frame_size_uses(tiny_vox
     in_range = set()
     hooks = [m.register_forward_pre_hook(lambda m, args: in_range.add(m) if m._use_winograd(args[0]) else None)
              for m in convs]
-    list(Animator(model).animate(gold["source"], gold["driving"][:2]))
+    list(Animator(model, dtype="float32", smoothing=0).animate(gold["source"], gold["driving"][:2]))
     for hook in hooks:
         hook.remove()
     planned = {m for m in convs if m.winograd_kernels is not None}

@@ -203,8 +203,8 @@ def test_the_reference_frame_is_never_filtered(golden_dir, tiny_model):
     from fomm_lab import Animator
 
     gold = np.load(golden_dir / "tiny-vox-golden.npz")
-    smooth = Animator(tiny_model, smoothing=1.0)
-    plain = Animator(tiny_model, smoothing=0.0)
+    smooth = Animator(tiny_model, dtype="float32", smoothing=1.0)
+    plain = Animator(tiny_model, dtype="float32", smoothing=0.0)
     for animator in (smooth, plain):
         animator.set_source(gold["source"])
         animator.step(gold["driving"][1])  # the filter has state now

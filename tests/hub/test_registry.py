@@ -17,23 +17,35 @@ FILES = {
     "fashion": "fashion.pth.tar", "nemo": "nemo-cpk.pth.tar",
     "vox-512": "vox-cpk-512.pdparams", "vox-mobile": "vox-mobile.pdparams",
 }
+TPSMM_FILES = {"tpsmm-vox": "vox.pth.tar", "tpsmm-taichi": "taichi.pth.tar", "tpsmm-ted": "ted.pth.tar",
+               "tpsmm-mgif": "mgif.pth.tar"}
 PADDLEGAN = "https://paddlegan.bj.bcebos.com/applications/first_order_model/"
 
 
 def test_entries_and_their_shipped_configs():
-    assert available_models() == list(FILES)
+    from fomm_lab.engine.families import load_any_config
+
+    assert available_models() == [*FILES, *TPSMM_FILES]
     shipped = available_configs()
-    for name, filename in FILES.items():
+    for name, filename in {**FILES, **TPSMM_FILES}.items():
         info = model_info(name)
         assert (info.name, info.filename) == (name, filename)
-        assert info.config in shipped
-        assert info.description
+        assert info.description and info.licence and info.family in ("fomm", "tpsmm")
+        config = load_any_config(info.config)  # a shipped config of its family
+        assert info.config in shipped or info.family == "tpsmm"
+        assert config.frame_size == (info.frame_size, info.frame_size)
+        assert config.is_face_model == info.face
+
+
+def test_the_registry_says_which_models_are_of_faces():
+    faces = {name for name, info in MODELS.items() if info.face}
+    assert faces == {"vox", "vox-adv", "nemo", "vox-512", "vox-mobile", "tpsmm-vox"}
 
 
 def test_mirrors_in_order_of_preference():
     for info in MODELS.values():
-        if info.format == "pdparams":
-            continue  # PaddleGAN's files: test_paddlegan_entries
+        if info.format == "pdparams" or info.family == "tpsmm":
+            continue  # PaddleGAN's files: test_paddlegan_entries; TPSMM's: test_tpsmm_entries
         first = info.mirrors[0]
         assert (first.kind, first.url) == (
             "direct",
@@ -42,6 +54,13 @@ def test_mirrors_in_order_of_preference():
         kinds = [m.kind for m in info.mirrors]
         assert kinds[-2:] == ["manual", "manual"]  # the authors' shared folders, browser only
         assert all(m.url.startswith("https://") for m in info.mirrors)
+
+
+def test_tpsmm_entries_point_to_the_authors_folders():
+    for name in TPSMM_FILES:
+        info = model_info(name)
+        assert [m.kind for m in info.mirrors] == ["manual", "manual", "manual"]  # browser only: no direct link
+        assert info.licence.startswith("MIT")
 
 
 def test_vox_adv_has_the_avatarify_copies_and_md5():

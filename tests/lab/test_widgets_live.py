@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 def test_live_session_animates_reanchors_and_records(tiny_model, astronaut, tmp_path: Path) -> None:
     from fomm_lab.live import LiveSession
 
-    session = LiveSession(Animator(tiny_model), astronaut)
+    session = LiveSession(Animator(tiny_model, dtype="float32", smoothing=0), astronaut)
     frames = list(face_clip_frames(seconds=1, fps=6, size=(320, 240)))
     session.start_recording(tmp_path / "live.mp4", fps=10)
     outputs = [session.process(frame) for frame in frames]
@@ -45,14 +45,14 @@ def test_live_session_best_reference_without_frames(tiny_model, astronaut) -> No
     from fomm_lab.live import LiveSession
 
     with pytest.raises(NoFaceError, match="No camera frames yet"):
-        LiveSession(Animator(tiny_model), astronaut).best_reference()
+        LiveSession(Animator(tiny_model, dtype="float32", smoothing=0), astronaut).best_reference()
 
 
 def test_local_camera_runs_on_a_video_file(tiny_model, astronaut, tmp_path: Path) -> None:
     from fomm_lab.lab import LocalCamera
 
     clip = make_face_clip(tmp_path / "cam.mp4", seconds=1, fps=8, size=(320, 240), audio=False)
-    camera = LocalCamera(Animator(tiny_model), astronaut, camera=clip, max_frames=5)
+    camera = LocalCamera(Animator(tiny_model, dtype="float32", smoothing=0), astronaut, camera=clip, max_frames=5)
     camera.start()
     camera.join(120)
     assert camera.error == "" and camera.frames == 5
@@ -65,4 +65,4 @@ def test_local_camera_without_camera_says_so(tiny_model, astronaut, tmp_path: Pa
     from fomm_lab.lab import LocalCamera
 
     with pytest.raises(MediaError, match="No camera could be opened"):
-        LocalCamera(Animator(tiny_model), astronaut, camera=tmp_path / "video9").start()
+        LocalCamera(Animator(tiny_model, dtype="float32", smoothing=0), astronaut, camera=tmp_path / "video9").start()

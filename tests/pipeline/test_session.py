@@ -12,7 +12,7 @@ import pytest
 import torch
 from clips import make_test_video
 
-from fomm_lab import AnimateJob, Animation, MotionOptions, OutputOptions, RuntimeOptions, run_job
+from fomm_lab import AnimateJob, Animation, CropOptions, MotionOptions, OutputOptions, RuntimeOptions, run_job
 from fomm_lab.cli import main
 from fomm_lab.engine import families
 from fomm_lab.engine.family import InferenceNetworks, MotionMode, MotionModel
@@ -20,6 +20,10 @@ from fomm_lab.engine.keypoints import Keypoints
 from fomm_lab.errors import CheckpointError
 from fomm_lab.geometry import Size
 from fomm_lab.io import read_video
+
+
+UNCROPPED = CropOptions(source=False, driving=False)
+"""The tiny test model is of faces; the clip is a test pattern: no face cropping."""
 
 
 def frames_of(path: Path) -> np.ndarray:
@@ -41,14 +45,14 @@ def test_the_cli_run_job_and_the_session_write_the_same_frames(tmp_path, inputs,
     config, checkpoint = tiny_vox
     runtime = RuntimeOptions(device="cpu", dtype="float32")
     job = AnimateJob(source=photo, driving=clip, model=config, checkpoint=checkpoint, runtime=runtime,
-                     output=OutputOptions(video=tmp_path / "api.mp4"))
+                     crop=UNCROPPED, output=OutputOptions(video=tmp_path / "api.mp4"))
     run_job(job, progress=False)
     with Animation(job, progress=False) as session:
         session.animate(output=OutputOptions(video=tmp_path / "session.mp4"))
         session.animate(output=OutputOptions(video=tmp_path / "absolute.mp4"), relative=False)
     assert main(["animate", "--source", str(photo), "--driving", str(clip), "--config", str(config), "--checkpoint",
                  str(checkpoint), "--device", "cpu", "--dtype", "float32", "--output", str(tmp_path / "cli.mp4"),
-                 "-q"]) == 0
+                 "--no-crop-source", "--no-crop-driving", "-q"]) == 0
     api, cli, session_frames = (frames_of(tmp_path / f"{n}.mp4") for n in ("api", "cli", "session"))
     assert api.shape == (6, 256, 256, 3)
     np.testing.assert_array_equal(api, cli)
@@ -138,7 +142,7 @@ def test_enhancement_runs_after_the_animation_and_before_the_outputs(tmp_path, i
     photo, clip = inputs
     weights = Path(__file__).resolve().parents[1] / "fixtures" / "enhance-golden" / "gpen-tiny-512.pdparams"
     config, checkpoint = tiny_vox
-    job = AnimateJob(source=photo, driving=clip, model=config, checkpoint=checkpoint,
+    job = AnimateJob(source=photo, driving=clip, model=config, checkpoint=checkpoint, crop=UNCROPPED,
                      runtime=RuntimeOptions(device="cpu", dtype="float32"),
                      output=OutputOptions(video=tmp_path / "plain.mp4"))
     with Animation(job, progress=False) as session:
@@ -153,5 +157,6 @@ def test_enhancement_runs_after_the_animation_and_before_the_outputs(tmp_path, i
     assert np.abs(enhanced.astype(int) - expected).mean() < 6
     assert main(["animate", "--source", str(photo), "--driving", str(clip), "--config", str(config), "--checkpoint",
                  str(checkpoint), "--device", "cpu", "--dtype", "float32", "--enhance", "gpen", "--enhancer-weights",
-                 str(weights), "--output", str(tmp_path / "cli.mp4"), "-q"]) == 0
+                 str(weights), "--output", str(tmp_path / "cli.mp4"), "--no-crop-source", "--no-crop-driving",
+                 "-q"]) == 0
     np.testing.assert_array_equal(frames_of(tmp_path / "cli.mp4"), enhanced)

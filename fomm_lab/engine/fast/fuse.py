@@ -83,11 +83,15 @@ class SubpixelUpBlock(nn.Module):
     precisions) gives channels-last output anyway: the interleave then moves whole channel vectors, where an
     NCHW output would be gathered element by element, several times slower, eager and compiled. The output has
     the convolution's dtype (the reduced precision under autocast).
+
+    relu=False: conv(nearest_x2(x)) alone (a block whose norm cannot be folded, as TPSMM's instance norm, applies
+    its norm and ReLU to the output: :mod:`.tpsmm`); ``block.norm`` may then be None.
     """
 
-    def __init__(self, block: UpBlock2d):
+    def __init__(self, block: UpBlock2d, *, relu: bool = True):
         super().__init__()
-        conv = fold_batchnorm(block.conv, block.norm)
+        conv = FusedConv.from_conv(block.conv, block.norm)
+        self.relu = relu
         if tuple(conv.weight.shape[2:]) != (3, 3) or conv.padding != 1:
             raise ValueError("SubpixelUpBlock needs a 3x3 convolution with padding 1")
         w = conv.weight.detach()
@@ -101,7 +105,9 @@ class SubpixelUpBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, _, h, w = x.shape
         c = self.out_channels
-        phases = F.relu(self.conv(x), inplace=True)  # (N, 4C, H+1, W+1): phase (a, b) at offset (a, b)
+        phases = self.conv(x)  # (N, 4C, H+1, W+1): phase (a, b) at offset (a, b)
+        if self.relu:
+            phases = F.relu(phases, inplace=True)
         if plain_ops() or torch.compiler.is_compiling():  # standard operators (the compiler fuses them itself)
             if phases.is_contiguous(memory_format=torch.channels_last):
                 nhwc = phases.permute(0, 2, 3, 1)

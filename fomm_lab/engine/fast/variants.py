@@ -106,11 +106,11 @@ def reduced_networks(model: FommModel, dtype: torch.dtype) -> tuple[KPDetector, 
 
 def converted_copy(module: nn.Module, dtype: torch.dtype, *, keep: nn.Module | None = None) -> nn.Module:
     """A copy of ``module`` whose floating-point parameters and buffers are in ``dtype`` (4-D ones channels-last),
-    made tensor by tensor: the module is never copied in its own precision first. Batch norms (left in the
-    residual streams of the inference form) keep float32, which CPU batch norm accepts with either input, and
-    so does the submodule ``keep``."""
+    made tensor by tensor: the module is never copied in its own precision first. Batch and instance norms (left
+    in the residual streams of the inference form; TPSMM's instance norms) keep float32, which CPU batch norm
+    accepts with either input, and so does the submodule ``keep``."""
     memo: dict[int, object] = {}
-    kept: list[nn.Module] = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    kept: list[nn.Module] = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._NormBase)]
     if keep is not None:
         kept.append(keep)
     unconverted = {id(t) for m in kept for t in [*m.parameters(), *m.buffers()]}

@@ -9,51 +9,26 @@ inference ignores. They are read with ``torch.load(weights_only=True)``, with th
 
 from __future__ import annotations
 
-import pickle
-import re
 from collections.abc import Mapping
 from pathlib import Path
 
-import torch
-
 from ...errors import CheckpointError, shorten
-from ...io import sniff
-from .. import checkpoint as fomm_checkpoint
+from ..checkpoint import TPSMM_ENTRIES, checkpoint_format, read_checkpoint
 
-REQUIRED = ("kp_detector", "dense_motion_network", "inpainting_network")
+REQUIRED = TPSMM_ENTRIES
 """The entries the three inference networks load from."""
 
 FOMM_ENTRIES = ("generator", "kp_detector")
-_HINT = "check the path, or download the file again"
 
 
 def read_tpsmm_checkpoint(path: str | Path) -> dict:
     """The checkpoint's top-level dict, read without executing code; CheckpointError saying what the file is when
     it is not a TPSMM checkpoint (a FOMM one, a web page, a damaged file ...)."""
     path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"checkpoint {path} does not exist; {_HINT}")
-    fomm_checkpoint._sniff(path)
-    if fomm_checkpoint.checkpoint_format(path) == "pdparams":
+    if path.is_file() and checkpoint_format(path) == "pdparams":
         raise CheckpointError(f"{path} is a PaddleGAN First Order Motion Model checkpoint (.pdparams), not a "
                               "Thin-Plate Spline Motion Model one: use it with a FOMM config (e.g. vox-256)")
-    zipped = sniff.is_zip(sniff.read_head(path))
-    if zipped:
-        fomm_checkpoint._check_zip_size(path)
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True, mmap=zipped)
-    except pickle.UnpicklingError as exc:
-        callables = fomm_checkpoint._pickled_callables(path)
-        if fomm_checkpoint._CODE_WORDS.search(str(exc)) or callables:
-            raise fomm_checkpoint.code_refusal(path, callables or re.findall(r"GLOBAL (\S+)", str(exc))) from exc
-        raise CheckpointError(f"{path} is not a torch checkpoint (its pickle cannot be read as tensors); {_HINT}",
-                              details=[fomm_checkpoint._first_line(exc)]) from exc
-    except Exception as exc:  # torch raises many types (EOFError, KeyError, RuntimeError ...) for bad bytes
-        raise CheckpointError(f"{path} is truncated or corrupt; {_HINT}",
-                              details=[f"{type(exc).__name__}: {fomm_checkpoint._first_line(exc)}"]) from exc
-    if not isinstance(data, Mapping):
-        raise CheckpointError(f"{path} holds a {type(data).__name__}, not a checkpoint dict; {_HINT}")
-    return check_entries(path, data)
+    return read_checkpoint(path, required=check_entries)
 
 
 def check_entries(path: Path, data: Mapping) -> dict:

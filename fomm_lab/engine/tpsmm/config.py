@@ -19,7 +19,7 @@ import yaml
 
 from ...errors import ConfigError
 from ...geometry import Size
-from ..config import _params
+from ..config import params_from
 
 SECTIONS = ("common_params", "generator_params", "dense_motion_params")
 """The ``model_params`` sections every TPSMM config has (``avd_network_params`` may be absent)."""
@@ -143,11 +143,11 @@ def parse_tpsmm_config(raw: Any, name: str, path: Path | None = None) -> TpsmmCo
     avd = params.get("avd_network_params") or {}
     return TpsmmConfig(
         name=name, path=path,
-        common=_params(CommonParams, params["common_params"], "model_params.common_params", path),
-        generator=_params(InpaintingParams, params["generator_params"], "model_params.generator_params", path),
-        dense_motion=_params(DenseMotionParams, params["dense_motion_params"], "model_params.dense_motion_params",
-                             path),
-        avd=_params(AvdParams, avd, "model_params.avd_network_params", path),
+        common=params_from(CommonParams, params["common_params"], "model_params.common_params", path),
+        generator=params_from(InpaintingParams, params["generator_params"], "model_params.generator_params", path),
+        dense_motion=params_from(DenseMotionParams, params["dense_motion_params"], "model_params.dense_motion_params",
+                                 path),
+        avd=params_from(AvdParams, avd, "model_params.avd_network_params", path),
         frame_size=_frame_size(raw, name, path), raw=raw)
 
 

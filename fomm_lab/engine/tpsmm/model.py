@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import torch
 from torch import nn
@@ -154,23 +154,93 @@ class TpsmmModel(MotionModel):
                 return Keypoints(network(source.value.float(), driving.value.float()))
         return normalize_keypoints(source, driving, reference, relative=relative, scale=scale)
 
+    def background_predictor(self) -> BGMotionPredictor | None:
+        """The background predictor (Sec. 3.2), for reconstruction: the loaded one, else read once from the
+        checkpoint when the config has ``bg`` and the file holds it; None otherwise (no background motion, as a
+        first-stage checkpoint saved before ``bg_start``)."""
+        if self.networks.bg_predictor is not None or not self.config.common.bg or self.checkpoint is None:
+            return self.networks.bg_predictor
+        if "bg_predictor" not in self._inference:
+            data = read_tpsmm_checkpoint(self.checkpoint)
+            network = None
+            if "bg_predictor" in data:
+                state = strip_prefix(_state(self.checkpoint, "bg_predictor", data["bg_predictor"]))
+                network = build_tpsmm_networks(self.config, Widths.of({"bg_predictor": state}), device="meta",
+                                               avd=False, bg_predictor=True).bg_predictor
+                assert network is not None
+                problems = describe_mismatch("bg_predictor", *mismatch(network, state))
+                if problems:
+                    raise CheckpointError(f"checkpoint {self.checkpoint}: its bg_predictor does not fit TPSMM config "
+                                          f"{self.config.path or self.config.name}", details=problems)
+                network.load_state_dict(state, strict=True, assign=True)
+                network.to(self.device).eval().requires_grad_(False)
+            else:
+                log.warning("fomm_lab: checkpoint %s has no bg_predictor: reconstructing without background motion",
+                            self.checkpoint)
+            self._inference["bg_predictor"] = network
+        return self._inference["bg_predictor"]
+
+    def reconstruction(self, source: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The authors' reconstruction (``reconstruction.py``; the paper's Sec. 4 evaluation) from ``source``
+        (1, 3, H, W) in [0, 1]: driving frames (N, 3, H, W) -> predictions (N, 3, H, W), with the driving keypoints
+        as detected (the ``standard`` mode) and the background affine of :meth:`background_predictor` for each
+        frame (``bg_param``, Sec. 3.2) when there is one. float32, as the authors evaluate."""
+        nets = cast(TpsmmNetworks, self.inference_networks())
+        kp_source = nets.kp_detector(source)
+        state = nets.prepare(source, kp_source)
+        background = self.background_predictor()
+
+        def predict(driving: torch.Tensor) -> torch.Tensor:
+            kp_driving = nets.kp_detector(driving)
+            bg_param = None if background is None else background(source.expand(len(driving), -1, -1, -1), driving)
+            motion = nets.dense_motion(state.motion, kp_driving.value, bg_param)
+            return nets.decode(source, state.features, motion.deformation, motion.occlusion)
+
+        return predict
+
     def inference_networks(self, *, dtype: torch.dtype = torch.float32, compile: bool = False) -> InferenceNetworks:
         """The networks as the Animator runs them, once per (dtype, compile). bfloat16 / float16 run the
         convolutions of the dense motion and inpainting networks under autocast (the TPS solve, the flow, the
         sampling and the blends stay float32); the keypoint detector stays float32."""
         return self.variant((dtype, compile), lambda: self._build_inference(dtype, compile))
 
+    def inference_modules(self, dtype: torch.dtype = torch.float32
+                          ) -> tuple[KPDetector, DenseMotionNetwork, InpaintingNetwork]:
+        """The keypoint detector, dense motion and inpainting networks in their exact inference form
+        (:mod:`fomm_lab.engine.fast.tpsmm`), made once per precision: float32 with Winograd's convolutions on
+        the CPU; bfloat16 / float16 a channels-last copy of the float32 form with the convolutions' weights in
+        that precision (norms float32). The keypoint detector is always the float32 one."""
+        key = f"{dtype}-modules"
+        if key not in self._inference:
+            from ..fast.fuse import enable_winograd
+            from ..fast.tpsmm import fuse_tpsmm
+            from ..fast.variants import converted_copy
+
+            if dtype == torch.float32:
+                nets = self.networks
+                modules = [fuse_tpsmm(m) for m in (nets.kp_detector, nets.dense_motion_network,
+                                                    nets.inpainting_network)]
+                if self.device.type == "cpu":
+                    for module in modules:
+                        enable_winograd(module)
+            else:
+                kp_detector, dense, inpainting = self.inference_modules(torch.float32)
+                modules = [kp_detector, converted_copy(dense, dtype), converted_copy(inpainting, dtype)]
+            self._inference[key] = tuple(modules)
+        return self._inference[key]
+
     def _build_inference(self, dtype: torch.dtype, compile: bool) -> TpsmmNetworks:
-        nets = self.networks
+        kp_detector, dense, inpainting = self.inference_modules(dtype)
         wrap: Callable[[Callable], Callable] = ((lambda fn: torch.compile(fn, dynamic=False)) if compile
                                                 else (lambda fn: fn))
         return TpsmmNetworks(
-            kp_detector=wrap(KeypointsOf(nets.kp_detector)),
-            dense_motion=wrap(nets.dense_motion_network),
-            prepare_motion=nets.dense_motion_network.prepare,
-            encode=nets.inpainting_network.encode,
-            decode=wrap(nets.inpainting_network.decode),
+            kp_detector=wrap(KeypointsOf(kp_detector)),
+            dense_motion=wrap(dense),
+            prepare_motion=dense.prepare,
+            encode=inpainting.encode,
+            decode=wrap(inpainting.decode),
             dtype=dtype,
+            channels_last=dtype != torch.float32,
         )
 
 

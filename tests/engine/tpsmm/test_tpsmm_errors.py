@@ -30,6 +30,8 @@ def test_tpsmm_checkpoint_given_with_a_fomm_config():
         load_fomm(FOMM / "tiny-vox.yaml", CHECKPOINT, device="cpu")
     message = str(error.value)
     assert "tiny-vox.pth.tar" in message and "'generator'" in message and "dense_motion_network" in message
+    assert "it is a Thin-Plate Spline Motion Model checkpoint" in message and "use a TPSMM config (e.g. tpsmm-vox)" \
+        in message
 
 
 def test_not_a_tpsmm_checkpoint(tmp_path):

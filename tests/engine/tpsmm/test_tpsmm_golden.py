@@ -138,14 +138,14 @@ def test_background_predictor(model, data, replay):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_animator_frames(model, data, mode):
-    """The public contract: Animator(model, <mode flags>, smoothing=0).animate(source, driving) yields the
+    """The public contract: Animator(model, dtype="float32", <mode flags>, smoothing=0).animate(source, driving) yields the
     demo's frames (float output within PREDICTION_TOL, uint8 output within one level of round(255 x))."""
     flags = ANIMATOR_FLAGS[mode]
-    floats = list(Animator(model, smoothing=0, float_output=True, **flags).animate(data["source"], data["driving"]))
+    floats = list(Animator(model, dtype="float32", smoothing=0, float_output=True, **flags).animate(data["source"], data["driving"]))
     assert len(floats) == 4
     for j, i in enumerate(data["full_res_frames"]):
         assert max_diff(floats[i], data[f"prediction_{mode}"][j]) < PREDICTION_TOL
     first = data["full_res_frames"][0]
-    frames = list(Animator(model, smoothing=0, **flags).animate(data["source"], iter(data["driving"][:first + 1])))
+    frames = list(Animator(model, dtype="float32", smoothing=0, **flags).animate(data["source"], iter(data["driving"][:first + 1])))
     assert frames[first].dtype == np.uint8 and frames[first].shape == (256, 256, 3)
     assert max_diff(frames[first], np.round(data[f"prediction_{mode}"][0] * 255)) <= 1

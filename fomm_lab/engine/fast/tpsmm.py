@@ -1,0 +1,153 @@
+"""Exact inference rewrites of the Thin-Plate Spline Motion Model's networks (eval mode only), reusing FOMM's.
+
+What applies, and how (:mod:`.fuse` and :mod:`.conv` hold the rewrites themselves):
+
+* the ResNet-18 of the keypoint detector (and of the background predictor): every batch norm folded into the
+  convolution before it (:class:`~.conv.FusedConv`: W * g, b * g + h with g = gamma / sqrt(var + eps)); its
+  stride-1 3x3 convolutions on 32..96 px maps run by Winograd's algorithm in float32 on the CPU;
+* the dense motion and inpainting networks' blocks normalise with instance norm, whose statistics are the
+  input's own: nothing folds into the convolutions, but each 3x3 convolution becomes a FusedConv (Winograd on
+  32..96 px maps in float32 on the CPU) and the instance norm and ReLU follow it unchanged;
+* their up blocks (nearest x2, then 3x3 convolution, instance norm, ReLU): the convolution of the up-sampled map
+  is computed at low resolution as one 2x2 convolution with 4x the output channels and a pixel shuffle
+  (:class:`~.fuse.SubpixelUpBlock`, no ReLU inside), then the instance norm over the whole (2H, 2W) output and
+  the ReLU; wide blocks on small maps keep up-sampling + convolution (:data:`~.fuse.SUBPIXEL_MAX_KERNEL_ELEMENTS`);
+* the dense motion network's anti-aliased 1/4 down-scaling: the Gaussian blur evaluated only where it is sampled
+  (:class:`~.fuse.StridedBlur`).
+
+Everything else (the TPS solve, the flow, ``grid_sample``, the blends, the AVD MLPs) is kept as it is.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..nets.blocks import AntiAliasInterpolation2d
+from ..nets.resnet import BasicBlock, ResNet18
+from ..nets.tpsmm import blocks
+from .conv import FusedConv
+from .fuse import SUBPIXEL_MAX_KERNEL_ELEMENTS, StridedBlur, SubpixelUpBlock
+
+
+class ConvNorm(nn.Module):
+    """A TPSMM Same/DownBlock2d: relu(instance_norm(conv(x))), then 2x2 average pooling for a down block; the
+    convolution as a :class:`FusedConv`. (N, Cin, H, W) -> (N, Cout, H, W) or (N, Cout, H/2, W/2)."""
+
+    def __init__(self, block: blocks.SameBlock2d | blocks.DownBlock2d):
+        super().__init__()
+        self.conv = FusedConv.from_conv(block.conv)
+        self.norm = block.norm
+        self.pool = isinstance(block, blocks.DownBlock2d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.norm(self.conv(x)))
+        return F.avg_pool2d(out, 2) if self.pool else out
+
+
+class NormResBlock(nn.Module):
+    """A TPSMM ResBlock2d with its convolutions as :class:`FusedConv`: x + conv2(relu(norm2(conv1(relu(norm1(x))))))."""
+
+    def __init__(self, block: blocks.ResBlock2d):
+        super().__init__()
+        self.conv1, self.conv2 = FusedConv.from_conv(block.conv1), FusedConv.from_conv(block.conv2)
+        self.norm1, self.norm2 = block.norm1, block.norm2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv1(F.relu(self.norm1(x)))
+        return self.conv2(F.relu(self.norm2(out))) + x
+
+
+class _ConvOnly:
+    """An up block seen as (``conv``, no batch norm): what :class:`SubpixelUpBlock` rewrites."""
+
+    def __init__(self, conv: nn.Conv2d):
+        self.conv = conv
+        self.norm = None
+
+
+class SubpixelNormUpBlock(nn.Module):
+    """A TPSMM UpBlock2d: the convolution of the nearest-x2 map at low resolution (:class:`SubpixelUpBlock`
+    without ReLU: conv(up(x)) exactly), then instance norm over the (2H, 2W) output and ReLU.
+    (N, Cin, H, W) -> (N, Cout, 2H, 2W)."""
+
+    def __init__(self, block: blocks.UpBlock2d):
+        super().__init__()
+        self.up = SubpixelUpBlock(_ConvOnly(block.conv), relu=False)
+        self.norm = block.norm
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.norm(self.up(x)))
+
+
+class NormUpBlock(nn.Module):
+    """A wide TPSMM UpBlock2d on small maps: relu(instance_norm(conv(nearest_x2(x)))), conv as a FusedConv."""
+
+    def __init__(self, block: blocks.UpBlock2d):
+        super().__init__()
+        self.conv = FusedConv.from_conv(block.conv)
+        self.norm = block.norm
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.norm(self.conv(F.interpolate(x, scale_factor=2))))
+
+
+def up_block(block: blocks.UpBlock2d) -> nn.Module:
+    """Sub-pixel unless the block is wide or its kernel is not 3x3 (as FOMM's :func:`~.fuse.fused_up_block`)."""
+    cout, cin = block.conv.weight.shape[:2]
+    if 16 * cout * cin > SUBPIXEL_MAX_KERNEL_ELEMENTS or tuple(block.conv.kernel_size) != (3, 3) \
+            or tuple(block.conv.padding) != (1, 1):
+        return NormUpBlock(block)
+    return SubpixelNormUpBlock(block)
+
+
+def fold_resnet(resnet: ResNet18) -> None:
+    """Fold every batch norm of ``resnet`` (eval mode) into its convolution, in place: the stem, both
+    convolutions of each :class:`BasicBlock` and its projection shortcut (the norms become identities)."""
+    resnet.conv1, resnet.bn1 = FusedConv.from_conv(resnet.conv1, resnet.bn1), nn.Identity()
+    for module in resnet.modules():
+        if isinstance(module, BasicBlock):
+            module.conv1, module.bn1 = FusedConv.from_conv(module.conv1, module.bn1), nn.Identity()
+            module.conv2, module.bn2 = FusedConv.from_conv(module.conv2, module.bn2), nn.Identity()
+            if module.downsample is not None:
+                conv, norm = module.downsample[0], module.downsample[1]
+                module.downsample = nn.Sequential(FusedConv.from_conv(conv, norm), nn.Identity())
+
+
+REWRITES: dict[type[nn.Module], Callable[[Any], nn.Module]] = {
+    blocks.SameBlock2d: ConvNorm, blocks.DownBlock2d: ConvNorm, blocks.ResBlock2d: NormResBlock,
+    blocks.UpBlock2d: up_block,
+}
+"""The inference form of each TPSMM block class."""
+
+
+def _fuse_children(module: nn.Module) -> None:
+    for name in list(module._modules):
+        child = module._modules[name]
+        if child is None:
+            continue
+        rewrite = REWRITES.get(type(child))
+        if rewrite is not None:
+            setattr(module, name, rewrite(child))
+        elif type(child) is AntiAliasInterpolation2d and StridedBlur.applies(child):
+            setattr(module, name, StridedBlur(child))
+        elif isinstance(child, ResNet18):
+            fold_resnet(child)
+        else:
+            _fuse_children(child)
+
+
+@torch.no_grad()
+def fuse_tpsmm(module: nn.Module) -> nn.Module:
+    """A copy of a TPSMM network (eval mode) with every block in its exact inference form (see the module's
+    description); ``module`` is unchanged. Equal to it up to float rounding (tests/engine/tpsmm)."""
+    if module.training:
+        raise ValueError("fuse_tpsmm needs a module in eval mode")
+    fused = copy.deepcopy(module)
+    _fuse_children(fused)
+    return fused.eval().requires_grad_(False)

@@ -1,0 +1,81 @@
+"""TPSMM's inference form (fomm_lab/engine/fast/tpsmm.py): FOMM's exact rewrites where they apply, equal to the
+checkpoint's networks up to float rounding."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from tpsmm_support import CHECKPOINT, YAML, as_input, golden, max_diff
+
+from fomm_lab.engine.fast.conv import FusedConv
+from fomm_lab.engine.fast.fuse import StridedBlur
+from fomm_lab.engine.fast.tpsmm import NormUpBlock, SubpixelNormUpBlock, fuse_tpsmm
+from fomm_lab.engine.nets.tpsmm.blocks import UpBlock2d
+from fomm_lab.engine.tpsmm.model import load_tpsmm
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.set_num_threads(min(torch.get_num_threads(), 2))
+    return load_tpsmm(YAML, CHECKPOINT, device="cpu")
+
+
+def test_the_rewrites_apply(model):
+    kp_detector, dense, inpainting = model.inference_modules()
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in kp_detector.modules())  # folded into the convolutions
+    assert isinstance(dense.down, StridedBlur)
+    for network in (dense, inpainting):
+        assert not any(isinstance(m, UpBlock2d) for m in network.modules())
+        assert any(isinstance(m, SubpixelNormUpBlock) for m in network.modules())
+        assert not any(type(m) is nn.Conv2d and m.kernel_size == (3, 3) for m in network.modules())
+        assert any(isinstance(m, nn.InstanceNorm2d) for m in network.modules())  # kept: it cannot fold
+    winograd = [m for network in (kp_detector, dense, inpainting) for m in network.modules()
+                if isinstance(m, FusedConv) and m.winograd is not None]
+    assert len(winograd) > 10
+    assert model.inference_modules() is model.inference_modules()  # made once
+    for network in (model.networks.kp_detector, model.networks.dense_motion_network):  # the originals unchanged
+        assert not any(isinstance(m, FusedConv) for m in network.modules())
+
+
+def test_sub_pixel_up_block_equals_upsample_then_convolution():
+    torch.manual_seed(0)
+    block = UpBlock2d(6, 5).eval()
+    with torch.no_grad():
+        block.norm.weight.uniform_(0.5, 1.5)
+        block.norm.bias.uniform_(-0.5, 0.5)
+    x = torch.randn(2, 6, 17, 12)
+    fused = fuse_tpsmm(nn.Sequential(block).eval())[0]
+    assert isinstance(fused, SubpixelNormUpBlock)
+    with torch.no_grad():
+        assert (fused(x) - block(x)).abs().max() < 1e-5
+        wide = NormUpBlock(block)
+        assert (wide(x) - block(x)).abs().max() < 1e-5
+
+
+def test_fused_networks_equal_the_checkpoint_networks(model):
+    data = golden()
+    source, driving = as_input(data["source"]), as_input(data["driving"])
+    nets = model.networks
+    kp_detector, dense, inpainting = model.inference_modules()
+    with torch.inference_mode():
+        assert max_diff(kp_detector(driving), nets.kp_detector(driving)) < 1e-5
+        kp_source, kp_driving = nets.kp_detector(source), nets.kp_detector(driving)
+        reference = nets.dense_motion_network(nets.dense_motion_network.prepare(source, kp_source), kp_driving)
+        fused = dense(dense.prepare(source, kp_source), kp_driving)
+        assert max_diff(fused.deformation, reference.deformation) < 1e-3  # the golden tests' DENSE_TOL
+        expected = nets.inpainting_network(source, reference.deformation, reference.occlusion)
+        got = inpainting.decode(source, inpainting.encode(source), reference.deformation, reference.occlusion)
+        assert max_diff(got, expected) < 5e-3  # PREDICTION_TOL
+
+
+def test_reduced_precision_copies_keep_norms_float32(model):
+    _, dense, inpainting = model.inference_modules(torch.bfloat16)
+    for network in (dense, inpainting):
+        convs = [m for m in network.modules() if isinstance(m, FusedConv)]
+        assert all(c.weight.dtype == torch.bfloat16 for c in convs)
+        assert all(m.weight.dtype == torch.float32 for m in network.modules() if isinstance(m, nn.InstanceNorm2d))
+        assert any(c.weight.is_contiguous(memory_format=torch.channels_last) and c.weight.dim() == 4
+                   and c.weight.shape[-1] > 1 for c in convs)
+    networks = model.inference_networks(dtype=torch.bfloat16)
+    assert networks.channels_last and networks.dtype == torch.bfloat16 and networks.keypoint_dtype == torch.float32

@@ -33,29 +33,40 @@ def _say(args: argparse.Namespace):
     return say
 
 
-def animate_job(args: argparse.Namespace):
-    """The :class:`~fomm_lab.pipeline.AnimateJob` the ``animate`` arguments describe: the flags given, generated
-    from the table of options, set their fields; the others keep the table's defaults."""
-    from .. import pipeline
+def _table_parts(args: argparse.Namespace, command: str) -> dict[str, dict[str, Any]]:
+    """The flags of ``command`` that were given (generated from the table of options), as keyword arguments per
+    part of the job (``""`` for the job's own fields, ``"crop"``, ``"output"`` ...); the others are left out, so
+    the job's dataclasses give the table's defaults. The outputs are checked: one at least, and no GIF as video."""
+    from ..errors import FommLabError
     from ..options import options_of
     from .parser import dest
 
-    given = {opt: getattr(args, dest(opt)) for opt in options_of("animate") if hasattr(args, dest(opt))}
-    parts: dict[str, dict[str, Any]] = {"": {}, "motion": {}, "crop": {}, "output": {}, "runtime": {}}
-    for opt, value in given.items():
-        parts[opt.owner][opt.name] = tuple(value) if opt.nargs else value
-    output = pipeline.OutputOptions(**parts["output"])
-    from ..errors import FommLabError
-
-    if output.video is None and output.side_by_side is None and output.gif is None:
+    parts: dict[str, dict[str, Any]] = {}
+    for opt in options_of(command):
+        if hasattr(args, dest(opt)):
+            value = getattr(args, dest(opt))
+            parts.setdefault(opt.owner, {})[opt.name] = tuple(value) if opt.nargs else value
+    output = parts.get("output", {})
+    if not any(output.get(name) is not None for name in ("video", "side_by_side", "gif")):
         raise FommLabError("nothing to write: give --output (and/or --side-by-side, --gif)")
-    if output.video is not None and Path(output.video).suffix.lower() == ".gif":
-        raise FommLabError(f"--output {output.video} is a GIF: --output writes a video (.mp4, .mov, .mkv) or PNG "
-                           f"frames; for a GIF give --gif {output.video} (with or without --output)")
+    video = output.get("video")
+    if video is not None and Path(video).suffix.lower() == ".gif":
+        raise FommLabError(f"--output {video} is a GIF: --output writes a video (.mp4, .mov, .mkv) or PNG frames; "
+                           f"for a GIF give --gif {video} (with or without --output)")
+    return parts
+
+
+def animate_job(args: argparse.Namespace):
+    """The :class:`~fomm_lab.pipeline.AnimateJob` the ``animate`` arguments describe."""
+    from .. import pipeline
+
+    parts = _table_parts(args, "animate")
     driving = args.driving[0] if len(args.driving) == 1 else tuple(args.driving)
-    return pipeline.AnimateJob(source=args.source, driving=driving, motion=pipeline.MotionOptions(**parts["motion"]),
-                               crop=pipeline.CropOptions(**parts["crop"]), output=output,
-                               runtime=pipeline.RuntimeOptions(**parts["runtime"]), **parts[""])
+    return pipeline.AnimateJob(source=args.source, driving=driving,
+                               motion=pipeline.MotionOptions(**parts.get("motion", {})),
+                               crop=pipeline.CropOptions(**parts.get("crop", {})),
+                               output=pipeline.OutputOptions(**parts.get("output", {})),
+                               runtime=pipeline.RuntimeOptions(**parts.get("runtime", {})), **parts.get("", {}))
 
 
 def animate(args: argparse.Namespace) -> int:
@@ -82,27 +93,15 @@ def animate(args: argparse.Namespace) -> int:
 
 
 def swap_job(args: argparse.Namespace):
-    """The :class:`~fomm_lab.pipeline.SwapJob` the ``swap`` arguments describe: the flags given, generated from the
-    table of options, set their fields; the others keep the table's defaults."""
+    """The :class:`~fomm_lab.pipeline.SwapJob` the ``swap`` arguments describe."""
     from .. import pipeline
-    from ..options import options_of
-    from .parser import dest
 
-    given = {opt: getattr(args, dest(opt)) for opt in options_of("swap") if hasattr(args, dest(opt))}
-    parts: dict[str, dict[str, Any]] = {"": {}, "swap": {}, "crop": {}, "output": {}, "runtime": {}}
-    for opt, value in given.items():
-        parts[opt.owner][opt.name] = tuple(value) if opt.nargs else value
-    output = pipeline.OutputOptions(**parts["output"])
-    from ..errors import FommLabError
-
-    if output.video is None and output.side_by_side is None and output.gif is None:
-        raise FommLabError("nothing to write: give --output (and/or --side-by-side, --gif)")
-    if output.video is not None and Path(output.video).suffix.lower() == ".gif":
-        raise FommLabError(f"--output {output.video} is a GIF: --output writes a video (.mp4, .mov, .mkv) or PNG "
-                           f"frames; for a GIF give --gif {output.video} (with or without --output)")
-    return pipeline.SwapJob(source=args.source, target=args.target, swap=pipeline.FaceSwapOptions(**parts["swap"]),
-                            crop=pipeline.CropOptions(**parts["crop"]), output=output,
-                            runtime=pipeline.RuntimeOptions(**parts["runtime"]), **parts[""])
+    parts = _table_parts(args, "swap")
+    return pipeline.SwapJob(source=args.source, target=args.target,
+                            swap=pipeline.FaceSwapOptions(**parts.get("swap", {})),
+                            crop=pipeline.CropOptions(**parts.get("crop", {})),
+                            output=pipeline.OutputOptions(**parts.get("output", {})),
+                            runtime=pipeline.RuntimeOptions(**parts.get("runtime", {})), **parts.get("", {}))
 
 
 def swap(args: argparse.Namespace) -> int:

@@ -609,7 +609,7 @@ class NotebookLab:
                                          relative=mode.relative, adapt_scale=mode.adapt_scale,
                                          avd=mode.avd).outputs["video"]
             target = animation_path(self.output_dir, f"{mode.label} {kind}")
-            result = session.animate(output=OutputOptions(video=target, enhance=kind), relative=mode.relative,
+            result = session.animate(output=replace(self.job.output, video=target), relative=mode.relative,
                                      adapt_scale=mode.adapt_scale, avd=mode.avd)
             after = result.outputs["video"]
             print(f"{mode.label} enhanced with {kind}: {after} ({result.frames} frames)")

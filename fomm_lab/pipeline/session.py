@@ -29,6 +29,7 @@ import numpy as np
 
 from ..geometry import Size
 from .check import CheckedJob, check_job, needs_detector
+from .enhance import enhanced, load_output_enhancer
 from .job import AnimateJob, MotionOptions, OutputOptions
 from .prepare import Prepared, Progress, SourcePlan, driving_frames, get_detector_for, prepare, prepare_source
 from .write import AnimateResult, write_outputs
@@ -202,43 +203,20 @@ class Animation:
                              dtype_name(self.animators[0].animator.dtype))
 
     def enhancer(self, output: OutputOptions | None = None) -> Any:
-        """The face enhancer the outputs ask for (:func:`fomm_lab.enhance.load_enhancer`), loaded once: the given
-        weights file, else the registry's (downloaded and verified once). It runs on the model's device in the
-        runtime's precision, ``auto`` resolved there (:func:`fomm_lab.device.resolve_dtype`: bfloat16 only on a
-        CPU that computes it natively; bfloat16 or float16 on a GPU)."""
+        """The face enhancer the outputs ask for (:func:`~fomm_lab.pipeline.enhance.load_output_enhancer`), loaded
+        once."""
         output = output or self.job.output
         key = (output.enhance, output.enhancer_weights)
         if self._enhancer is None or self._enhancer[0] != key:
-            from ..enhance import load_enhancer
-            from ..enhance.weights import check_kind
-
-            kind = check_kind(str(output.enhance))
-            weights = output.enhancer_weights
-            if weights is None:
-                from ..enhance.weights import check_weights
-                from ..hub.download import ensure_checkpoint
-                from ..hub.registry import ENHANCERS
-
-                def verify(path: Path) -> None:
-                    check_weights(kind, path)
-
-                weights = ensure_checkpoint(ENHANCERS[kind], cache_dir=self.job.cache_dir, progress=self.progress,
-                                            verify=verify)
-            runtime = self.job.runtime
-            device = str(self.model.device)
-            self._enhancer = (key, load_enhancer(kind, weights, device=device, dtype=runtime.dtype,
-                                                 batch_size=runtime.batch_size))
+            self._enhancer = (key, load_output_enhancer(output, self.job.runtime, str(self.model.device),
+                                                        cache_dir=self.job.cache_dir, progress=self.progress))
         return self._enhancer[1]
 
     def _enhanced(self, stream: Iterator[np.ndarray], output: OutputOptions,
                   size: tuple[int, int] | None) -> Iterator[np.ndarray]:
-        """The animated faces enhanced (to 512x512, or ``size`` (w, h): the face's size in the photo), in batches
-        of the runtime's batch size, blended by ``output.enhance_strength``."""
-        import itertools
-
-        enhancer = self.enhancer(output)
-        while batch := list(itertools.islice(stream, self.job.runtime.batch_size)):
-            yield from enhancer.enhance_faces(np.stack(batch), size=size, strength=output.enhance_strength)
+        """The animated faces enhanced to 512x512, or to ``size`` (w, h): the face's size in the photo."""
+        return enhanced(stream, self.enhancer(output), batch_size=self.job.runtime.batch_size, size=size,
+                        strength=output.enhance_strength)
 
     def pastes_back(self, output: OutputOptions | None = None) -> bool:
         """Whether the animated faces are pasted back into the photo: asked for, or faces chosen by index, or

@@ -32,6 +32,7 @@ import numpy as np
 from ..errors import BOX, CheckpointError, FaceIndexError, FommLabError, NoFaceError, Placeholder, Remedy
 from ..geometry import Box, Size
 from ..options import default
+from .enhance import enhanced, load_output_enhancer
 from .job import AnimateJob, CropOptions, OutputOptions, RuntimeOptions
 from .prepare import DrivingPlan, Prepared, Progress, SourcePlan, get_detector_for, prepare_source
 
@@ -408,38 +409,19 @@ class Swap:
 
     # -- enhancement ------------------------------------------------------------------------------
     def enhancer(self, output: OutputOptions | None = None) -> Any:
-        """The face enhancer the outputs ask for (:func:`fomm_lab.enhance.load_enhancer`), loaded once: the given
-        weights file, else the registry's (fetched and verified once)."""
+        """The face enhancer the outputs ask for (:func:`~fomm_lab.pipeline.enhance.load_output_enhancer`), loaded
+        once."""
         output = output or self.job.output
         key = (output.enhance, output.enhancer_weights)
         if self._enhancer is None or self._enhancer[0] != key:
-            from ..enhance import load_enhancer
-            from ..enhance.weights import check_kind
-
-            kind = check_kind(str(output.enhance))
-            weights = output.enhancer_weights
-            if weights is None:
-                from ..enhance.weights import read_weights
-                from ..hub.download import ensure_checkpoint
-                from ..hub.registry import ENHANCERS
-
-                def verify(path: Path) -> None:
-                    read_weights(path)
-
-                weights = ensure_checkpoint(ENHANCERS[kind], cache_dir=self.job.cache_dir, progress=self.progress,
-                                            verify=verify)
-            runtime = self.job.runtime
-            self._enhancer = (key, load_enhancer(kind, weights, device=str(self.swapper.device), dtype=runtime.dtype,
-                                                 batch_size=runtime.batch_size))
+            self._enhancer = (key, load_output_enhancer(output, self.job.runtime, str(self.swapper.device),
+                                                        cache_dir=self.job.cache_dir, progress=self.progress))
         return self._enhancer[1]
 
     def _enhanced(self, faces: Iterator[np.ndarray], output: OutputOptions, box: Box) -> Iterator[np.ndarray]:
-        """The swapped faces enhanced at their size in the target (the track's square), blended by
-        ``output.enhance_strength``, in batches of the runtime's batch size."""
-        enhancer = self.enhancer(output)
-        size = (round(box.width), round(box.height))
-        while batch := list(itertools.islice(faces, self.job.runtime.batch_size)):
-            yield from enhancer.enhance_faces(np.stack(batch), size=size, strength=output.enhance_strength)
+        """The swapped faces enhanced at their size in the target (the track's square)."""
+        return enhanced(faces, self.enhancer(output), batch_size=self.job.runtime.batch_size,
+                        size=(round(box.width), round(box.height)), strength=output.enhance_strength)
 
     def run(self) -> FaceSwapResult:
         """Check, load the networks, prepare and swap."""

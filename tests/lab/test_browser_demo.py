@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from browser_util import Lab, assert_resembles, fake_camera, lab, notebook_page, shot, y4m  # noqa: F401
 from notebook_util import inject_parameters
+from test_notebook import TINY_MODELS, TINY_SWAP
 
 from fomm_lab.io import read_video
 
@@ -47,6 +48,8 @@ def _prepare(lab: Lab, repo_root: Path, golden_dir: Path) -> Path:
         "DRIVING_VIDEO": None,
         "USE_WEBCAM": True,
         "DOWNLOAD_FACE_WEIGHTS": False,  # tests never touch the network
+        "CROP_SOURCE": True, "CROP_DRIVING": True,  # the tiny model's yaml is not a registry face model
+        "COMPARE_MODELS": TINY_MODELS, "SWAP_OPTIONS": TINY_SWAP,  # nor do the comparison and the swap
         "OUTPUT_DIR": str(out),
     })
     (lab.root / "notebooks").mkdir()
@@ -114,11 +117,11 @@ def test_demo_notebook_walkthrough(lab: Lab, y4m: Path, golden_dir: Path, repo_r
         _assert_no_traceback(page)
         outputs = "\n".join(page.locator(".jp-OutputArea-output").all_text_contents())
 
-        compare = page.locator(".fomm-compare")
+        compare = page.locator(".fomm-compare").first
         assert compare.locator("video").count() >= 4
         captions = compare.locator(".fomm-caption").all_inner_texts()
         assert captions == ["driving", "relative", "absolute + adapt scale", "relative + adapt scale"]
-        page.wait_for_function("[...document.querySelectorAll('.fomm-compare video')]"
+        page.wait_for_function("[...document.querySelector('.fomm-compare').querySelectorAll('video')]"
                                ".every((v) => v.readyState >= 2 && v.videoWidth === 256)", timeout=30_000)
         compare.locator(".fomm-play").click()
         page.wait_for_function("document.querySelector('.fomm-compare video').currentTime > 0.3", timeout=30_000)
@@ -145,13 +148,13 @@ def test_demo_notebook_walkthrough(lab: Lab, y4m: Path, golden_dir: Path, repo_r
     assert 25 <= len(recorded) <= 100, f"~2.5 s at 25 fps expected, got {len(recorded)} frames"
     assert_resembles(recorded, _frames(y4m))
 
-    driving = _frames(out / "driving-crop.mp4")
+    driving = _frames(out / "crops" / "driving-1-crop.mp4")
     for name in ANIMATIONS:
         frames = _frames(out / name)
         assert len(frames) == len(driving) and frames[0].shape == (256, 256, 3), (name, len(frames), len(driving))
         assert frames[0].std(axis=(0, 1)).max() > 2, f"{name} starts with a flat image"
         assert (out / name).with_suffix(".gif").is_file(), name
     comparison = _frames(out / "comparison.mp4")
-    assert len(comparison) == len(driving) and comparison[0].shape[1] == 4 * 256, comparison[0].shape
+    assert len(comparison) == len(driving) and comparison[0].shape[1] == 5 * 256, comparison[0].shape  # + photo
     gif = _frames(out / "comparison.gif")
-    assert len(gif) >= 2 and gif[0].shape[1] == 4 * 256, (len(gif), gif[0].shape)
+    assert len(gif) >= 2 and gif[0].shape[1] == 5 * 256, (len(gif), gif[0].shape)

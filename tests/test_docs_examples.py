@@ -3,7 +3,7 @@
 Each block runs in its own namespace, in a fresh folder holding the files the examples name (a real face photo,
 short face clips with sound), offline: the registry's model names are served from a local HTTP mirror that holds
 the tiny golden checkpoints (``vox`` is the tiny First Order Motion Model, the segment model and face parser of
-the swap are the tiny golden ones), through a fresh cache (``FOMM_LAB_HOME``). A block that cannot run here
+the swap and the face enhancers are the tiny golden ones), through a fresh cache (``FOMM_LAB_HOME``). A block that cannot run here
 (it needs a GPU, a webcam or a JupyterLab page) says so in the markdown right before it::
 
     <!-- not run: needs a webcam in a JupyterLab page -->
@@ -71,6 +71,7 @@ def media(tmp_path_factory) -> dict[str, bytes]:
     make_face_clip(folder / "phone.mov", seconds=1.5, fps=10, size=(320, 240), audio=True)
     files["phone.mov"] = (folder / "phone.mov").read_bytes()
     files["a.mp4"] = files["b.mp4"] = files["clip.mp4"]
+    files["GFPGANv1.4.pth"] = (GOLDEN / "enhance-golden" / "gfpgan-tiny-512.pth").read_bytes()
     return files
 
 
@@ -84,7 +85,9 @@ def mirror():
             ("vox", GOLDEN / "fomm-golden" / "tiny-vox-cpk.pth.tar"),
             ("tpsmm-vox", GOLDEN / "tpsmm-golden" / "tiny-vox.pth.tar"),
             ("vox-10segments", GOLDEN / "swap-golden" / "tiny-vox-10segments.pth.tar"),
-            ("bisenet", GOLDEN / "swap-golden" / "tiny-bisenet-79999_iter.pth"))}
+            ("bisenet", GOLDEN / "swap-golden" / "tiny-bisenet-79999_iter.pth"),
+            ("gpen", GOLDEN / "enhance-golden" / "gpen-tiny-512.pdparams"),
+            ("gfpgan", GOLDEN / "enhance-golden" / "gfpgan-tiny-512.pth"))}
         yield urls
 
 
@@ -95,7 +98,7 @@ def _offline_registry(monkeypatch, urls: dict[str, str]) -> None:
 
     tiny = {"vox": GOLDEN / "fomm-golden" / "tiny-vox.yaml", "tpsmm-vox": GOLDEN / "tpsmm-golden" / "tiny-vox.yaml",
             "vox-10segments": GOLDEN / "swap-golden" / "tiny-vox-10segments.yaml"}
-    for table in (registry.MODELS, registry.SWAPPERS, registry.FACE_PARSERS):
+    for table in (registry.MODELS, registry.SWAPPERS, registry.FACE_PARSERS, registry.ENHANCERS):
         for name, entry in list(table.items()):
             mirrors = (Mirror(urls[name]),) if name in urls else ()
             config = str(tiny[name]) if name in tiny else entry.config

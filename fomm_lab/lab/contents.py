@@ -36,9 +36,9 @@ def with_kernel_language_info(notebook: Any) -> Any:
 class LabContentsManager(AsyncLargeFileManager):
     """Jupyter's file contents manager, serving Python notebooks with this kernel's ``language_info``."""
 
-    async def get(self, path: str, content: bool = True, type: str | None = None, format: str | None = None,
-                  **kwargs: Any) -> dict[str, Any]:
-        model = await super().get(path, content=content, type=type, format=format, **kwargs)
+    async def get(self, path: Any, content: Any = True, type: Any = None, format: Any = None,
+                  require_hash: Any = False) -> Any:
+        model = await super().get(path, content=content, type=type, format=format, require_hash=require_hash)
         if content and model.get("type") == "notebook" and model.get("content") is not None:
             with_kernel_language_info(model["content"])
         return model

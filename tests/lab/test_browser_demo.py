@@ -119,7 +119,8 @@ def test_demo_notebook_walkthrough(lab: Lab, y4m: Path, golden_dir: Path, repo_r
 
         compare = page.locator(".fomm-compare").first
         assert compare.locator("video").count() >= 4
-        captions = compare.locator(".fomm-caption").all_inner_texts()
+        compare.scroll_into_view_if_needed()
+        captions = compare.locator(".fomm-caption").all_text_contents()
         assert captions == ["driving", "relative", "absolute + adapt scale", "relative + adapt scale"]
         page.wait_for_function("[...document.querySelector('.fomm-compare').querySelectorAll('video')]"
                                ".every((v) => v.readyState >= 2 && v.videoWidth === 256)", timeout=30_000)

@@ -125,7 +125,6 @@ def test_prepare_data_synthetic_from_the_command_line(tmp_path, capsys):
         make_synthetic_dataset(tmp_path / "tiny", dataclasses.replace(SMALL, size=8))
 
 
-@pytest.mark.slow
 def test_prepare_data_synthetic_writes_the_whole_dataset(tmp_path, capsys):
     out = tmp_path / "data"
     assert main(["prepare-data", "--synthetic", "--out", str(out), "--size", "32", "-q"]) == 0

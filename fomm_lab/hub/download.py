@@ -273,8 +273,8 @@ def _from_mirrors(info: RemoteFile, target: Path, progress: bool, verify: Verify
         session.headers.update({"User-Agent": "fomm-lab", "Accept-Encoding": "identity"})
         session.max_redirects = 10
         for mirror in info.mirrors:
-            if mirror.kind == "manual":
-                continue
+            if mirror.kind == "manual" or info.filename_for(mirror) != info.filename:
+                continue  # a page for people, or another format's file (tried for that file, once)
             try:
                 digest = _from_mirror(session, mirror, part, info, progress, verify)
             except _MirrorFailed as exc:

@@ -159,12 +159,13 @@ class RemoteFile:
         return tuple(names)
 
     def file_entry(self, filename: str) -> RemoteFile:
-        """The entry for one of :attr:`filenames`: for its own file, itself with only the mirrors serving that
-        file; for another format's file an entry with that name, the mirrors serving it (as that file's own) and no
-        checksums or size (those are of the entry's own file). Each mirror belongs to one file, so it is tried once."""
+        """The entry for one of :attr:`filenames`: itself for its own file (the downloader skips the mirrors of
+        another format there: each mirror serves one file and is tried once); for another format's file an entry
+        with that name, the mirrors serving it (as that file's own) and no checksums or size (those are of the
+        entry's own file)."""
+        if filename == self.filename:
+            return self
         mirrors = tuple(dataclasses.replace(m, format=None) for m in self.mirrors if self.filename_for(m) == filename)
-        if filename == self.filename:  # its own file: its mirrors, not those of another format (each tried once)
-            return self if mirrors == self.mirrors else dataclasses.replace(self, mirrors=mirrors)
         if not mirrors:
             raise ValueError(f"{filename!r} is not one of the files of {self.name!r}: {self.filenames}")
         return dataclasses.replace(self, filename=filename, mirrors=mirrors, md5=None, sha256=None,

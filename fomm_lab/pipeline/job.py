@@ -11,6 +11,14 @@ from pathlib import Path
 from ..options import default
 
 
+def _paths(obj: object, *names: str) -> None:
+    """Paths given as strings become :class:`~pathlib.Path` (``OutputOptions(video="out.mp4")`` works)."""
+    for name in names:
+        value = getattr(obj, name)
+        if isinstance(value, str):
+            object.__setattr__(obj, name, Path(value))
+
+
 @dataclass(frozen=True, kw_only=True)
 class MotionOptions:
     """How the driving motion is transferred (paper Sec. 3.4).
@@ -76,6 +84,9 @@ class OutputOptions:
     enhance_strength: float = default("output.enhance_strength")
     enhancer_weights: Path | None = default("output.enhancer_weights")
 
+    def __post_init__(self) -> None:
+        _paths(self, "video", "side_by_side", "gif", "enhancer_weights")
+
 
 @dataclass(frozen=True, kw_only=True)
 class RuntimeOptions:
@@ -112,6 +123,13 @@ class AnimateJob:
     output: OutputOptions = field(default_factory=OutputOptions)
     runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
     strict: bool = default("strict")
+
+    def __post_init__(self) -> None:
+        _paths(self, "source", "checkpoint", "cache_dir")
+        if isinstance(self.driving, (tuple, list)):
+            object.__setattr__(self, "driving", tuple(Path(p) for p in self.driving))
+        else:
+            _paths(self, "driving")
 
     @property
     def drivings(self) -> tuple[Path, ...]:

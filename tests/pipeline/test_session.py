@@ -21,7 +21,6 @@ from fomm_lab.errors import CheckpointError
 from fomm_lab.geometry import Size
 from fomm_lab.io import read_video
 
-
 UNCROPPED = CropOptions(source=False, driving=False)
 """The tiny test model is of faces; the clip is a test pattern: no face cropping."""
 

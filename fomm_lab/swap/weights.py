@@ -83,10 +83,11 @@ def segment_states(path: Path, data: Mapping) -> tuple[dict[str, torch.Tensor], 
         kp_state = _tensors(data["kp_detector"])
         if not any(key.startswith("semantic_seg.") for key in kp_state):
             raise CheckpointError(
-                f"{path} is {describe_file(data)}, not a co-part segmentation checkpoint: its kp_detector has no "
-                "semantic_seg head, so it cannot segment parts. Give it as motion_checkpoint (FOMM-aligned mode) "
-                "and a segment checkpoint (vox-5segments.pth.tar, vox-10segments.pth.tar or vox-15segments.pth.tar) "
-                "as the checkpoint")
+                f"{path} is {describe_file(data)}, not a co-part segmentation checkpoint: give a segment checkpoint "
+                "(vox-10segments.pth.tar ...) as the checkpoint",
+                details=["its kp_detector has no semantic_seg head, so it cannot segment parts",
+                         "it can serve as the motion_checkpoint of the FOMM-aligned mode, beside a segment checkpoint "
+                         "(vox-5segments.pth.tar, vox-10segments.pth.tar or vox-15segments.pth.tar)"])
         renamed = {}
         for key, value in kp_state.items():
             for old, new in _KP_LAYOUT:

@@ -32,7 +32,8 @@ def _contract(golden_dir: Path) -> dict[str, tuple[tuple[int, ...], str]]:
 
 
 def test_all_official_configs_are_shipped():
-    assert available_configs() == sorted(OFFICIAL + ["vox-512", "vox-mobile-256"])  # + PaddleGAN's (test_paddle)
+    # + PaddleGAN's (test_paddle) and the small model trained here on synthetic motion (tests/train/test_meaning.py)
+    assert available_configs() == sorted(OFFICIAL + ["vox-512", "vox-mobile-256", "synthetic-64"])
 
 
 @pytest.mark.parametrize("name", OFFICIAL)

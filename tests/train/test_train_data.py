@@ -256,7 +256,7 @@ def test_every_shipped_config_reads_for_training():
             continue
         config = load_training_config(name)
         assert config.train.num_epochs > 0 and config.train.batch_size > 0
-        assert config.frame_size == Size(256, 256)
+        assert config.frame_size == (Size(64, 64) if name == "synthetic-64" else Size(256, 256))
     vox = load_training_config("vox-256")
     assert vox.train.loss_weights.perceptual == (10, 10, 10, 10, 10) and vox.train.scales == (1, 0.5, 0.25, 0.125)
     assert vox.train.epoch_milestones == (60, 90) and vox.train.num_repeats == 75

@@ -229,7 +229,7 @@ def python_words(field_name: str, value: Any) -> str:
     """How Python code sets a field: ``CropOptions(source=False)``, ``AnimateJob(strict=True)``."""
     opt = option(field_name)
     if opt.field == "download.url":
-        return f"fomm_lab.engine.weights.download_checkpoint({value!r}, url=URL)"
+        return f"fomm_lab.pipeline.weights.download({value!r}, url=URL)"
     if opt.field == "model":
         return f"load_model({value!r}), or AnimateJob(model={value!r})"
     call = f"{opt.name}={value!r}"

@@ -193,11 +193,11 @@ def crop(args: argparse.Namespace) -> int:
 
 
 def download(args: argparse.Namespace) -> int:
-    """``fomm-lab download NAME``: fetch and verify one checkpoint into the cache."""
-    from ..engine.weights import download_checkpoint
+    """``fomm-lab download NAME``: fetch and verify one registry file (a checkpoint, an enhancer's, a segment
+    model's or the face parser's weights) into the cache."""
+    from ..pipeline.weights import download
 
-    print(download_checkpoint(args.name, cache_dir=args.cache_dir, url=args.url, sha256=args.sha256,
-                              progress=args.progress))
+    print(download(args.name, cache_dir=args.cache_dir, url=args.url, sha256=args.sha256, progress=args.progress))
     return 0
 
 
@@ -211,13 +211,14 @@ def models(args: argparse.Namespace) -> int:
     """``fomm-lab models``: the registry's checkpoints (resolution, size) and their state in the cache. The
     size is the cached file's (the publishers give none before the download; "-" when not cached)."""
     from ..hub.download import cache_status
-    from ..hub.registry import MODELS, cache_dir
+    from ..hub.registry import cache_dir, downloadable
 
-    rows = [("NAME", "RESOLUTION", "SIZE", "CACHED", "PATH")]
+    entries = downloadable()
+    rows = [("NAME", "KIND", "RESOLUTION", "SIZE", "CACHED", "PATH")]
     for entry in cache_status(args.cache_dir):
-        info = MODELS[entry.name]
+        info = entries[entry.name]
         side = info.frame_size
-        rows.append((entry.name, f"{side}x{side}" if side else "-",
+        rows.append((entry.name, info.family or "-", f"{side}x{side}" if side else "-",
                      _size_text(entry.size or info.size), "yes" if entry.cached else "no", str(entry.path)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:

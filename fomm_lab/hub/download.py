@@ -34,7 +34,7 @@ import requests
 
 from ..errors import CheckpointError, DownloadError, Remedy
 from ..io import sniff
-from .registry import MODELS, Mirror, RemoteFile, model_info
+from .registry import Mirror, RemoteFile, downloadable, model_info
 from .registry import cache_dir as resolve_cache_dir
 
 __all__ = ["CacheEntry", "cache_status", "download_checkpoint", "ensure_checkpoint", "fetch"]
@@ -125,10 +125,10 @@ def download_checkpoint(name: str, cache_dir: str | os.PathLike[str] | None = No
 
 
 def cache_status(cache_dir: str | os.PathLike[str] | None = None) -> list[CacheEntry]:
-    """State of every registry entry in the cache (no network, no hashing, creates nothing)."""
+    """State of every downloadable registry file in the cache (no network, no hashing, creates nothing)."""
     root = resolve_cache_dir(cache_dir, create=False)
     rows = []
-    for info in MODELS.values():
+    for info in downloadable().values():
         path = next((root / name for name in info.filenames if (root / name).is_file()), root / info.filename)
         cached = path.is_file()
         rows.append(CacheEntry(info.name, path.name, path, cached, path.stat().st_size if cached else None,

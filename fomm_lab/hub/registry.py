@@ -332,6 +332,13 @@ TRAINING_WEIGHTS: tuple[RemoteFile, ...] = (VGG19_WEIGHTS,)
 """Files training needs besides checkpoints; not in :data:`MODELS` (which lists animation checkpoints)."""
 
 
+def downloadable() -> dict[str, RemoteFile]:
+    """Every file ``fomm-lab download NAME`` fetches, by name: the animation checkpoints (:data:`MODELS`), the face
+    enhancers (:data:`ENHANCERS`), the swap's segment models (:data:`SWAPPERS`) and its face parser
+    (:data:`FACE_PARSERS`)."""
+    return {**MODELS, **ENHANCERS, **SWAPPERS, **FACE_PARSERS}
+
+
 def is_face_config(config: str) -> bool | None:
     """Whether the shipped config ``config`` is of faces, as the registry's checkpoints for it say (None: no
     checkpoint of the registry uses it)."""
@@ -354,12 +361,14 @@ def available_models() -> list[str]:
 
 
 def model_info(name: str) -> RemoteFile:
-    """Registry entry for ``name``; :class:`DownloadError` listing the known names otherwise."""
+    """Registry entry for ``name`` (any :func:`downloadable` file); :class:`DownloadError` listing the known names
+    otherwise."""
+    entries = downloadable()
     try:
-        return MODELS[name]
+        return entries[name]
     except KeyError:
         raise DownloadError(
-            f"Unknown checkpoint name {name!r}. Known names: {', '.join(MODELS)}."
+            f"Unknown checkpoint name {name!r}. Known names: {', '.join(entries)}."
         ) from None
 
 

@@ -202,10 +202,10 @@ def test_models_lists_the_registry_and_the_cache(tmp_path, tiny_vox, capsys):
     assert set(rows) == set(MODELS)
     for name, row in rows.items():
         info = MODELS[name]
-        assert row[1] == f"{info.frame_size}x{info.frame_size}"
-        assert row[2] == (f"{tiny_vox[1].stat().st_size / 1e3:.0f}kB" if name == "mgif" else "-")  # never "?"
-        assert row[3] == ("yes" if name == "mgif" else "no")
-        assert row[4] == str(cache / info.filename)
+        assert row[1] == info.family and row[2] == f"{info.frame_size}x{info.frame_size}"
+        assert row[3] == (f"{tiny_vox[1].stat().st_size / 1e3:.0f}kB" if name == "mgif" else "-")  # never "?"
+        assert row[4] == ("yes" if name == "mgif" else "no")
+        assert row[5] == str(cache / info.filename)
     assert not (tmp_path / "cache" / MODELS["vox"].filename).exists()
 
 

@@ -513,7 +513,7 @@ def test_models_command_lists_paddlegan_entries(tmp_path, capsys):
 
     assert main(["models", "--cache-dir", str(tmp_path)]) == 0
     lines = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines() if line.strip()}
-    assert lines["vox-512"][1] == "512x512" and lines["vox-mobile"][1] == "256x256"
+    assert lines["vox-512"][1:3] == ["fomm", "512x512"] and lines["vox-mobile"][2] == "256x256"
     assert lines["vox-512"][-1] == str(tmp_path / "vox-cpk-512.pdparams")
 
 

@@ -161,7 +161,7 @@ def test_every_mirror_failing_explains_what_to_do(server, tmp_path):
     assert f"{dead}: cannot connect to 127.0.0.1" in text
     assert "https://example.org/folder (a shared folder)" in text
     assert text.splitlines()[-1] == f"or put the file, as it is (do not unpack the .pth.tar), at {tmp_path / 'tiny-cpk.pth.tar'}"
-    assert "download_checkpoint('tiny', url=URL)" in text.splitlines()[0]  # Python's words here
+    assert "download('tiny', url=URL)" in text.splitlines()[0]  # Python's words here
     from fomm_lab.cli import render_error
 
     assert "(`fomm-lab download tiny --url URL`)" in render_error(err.value).splitlines()[0]  # the CLI's

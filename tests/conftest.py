@@ -61,8 +61,9 @@ def astronaut() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def one_torch_thread():
-    """Training tests share two busy cores: one torch thread is several times faster than two fighting for them
-    (``pytestmark = pytest.mark.usefixtures("one_torch_thread")``)."""
+    """One torch thread for a module (``pytestmark = pytest.mark.usefixtures("one_torch_thread")``): the golden
+    fixtures were made on one thread (the same float rounding), and on two busy cores one thread is several times
+    faster than two fighting for them. The thread count is restored afterwards."""
     import torch
 
     threads = torch.get_num_threads()

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from clips import make_face_clip, make_test_video
 from test_cli import assert_one_line_error
 
@@ -23,12 +22,7 @@ GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "swap-golden"
 YAML, SEGMENTS = GOLDEN / "tiny-vox-10segments.yaml", GOLDEN / "tiny-vox-10segments.pth.tar"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # the fixtures were made on one thread
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import pytest
-import torch
 from clips import make_face_clip
 
 from fomm_lab.errors import NoFaceError
@@ -24,12 +23,7 @@ TINY = FaceSwapOptions(config=GOLDEN / "tiny-vox-10segments.yaml", checkpoint=GO
                        parser=GOLDEN / "tiny-bisenet-79999_iter.pth", parts=(1, 2, 3, 4, 5, 10, 12, 13))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # the fixtures were made on one thread
 
 
 @pytest.fixture(scope="module")

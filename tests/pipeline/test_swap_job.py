@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from clips import _background, face_patch, make_face_clip, make_test_video
 
 from fomm_lab import AnimateJob, Animation, FaceSwapOptions, Swap, SwapJob
@@ -28,12 +27,7 @@ FOMM_CHECKPOINT = GOLDEN / "tiny-vox-first-order.pth.tar"
 SIZE = (320, 240)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # the fixtures were made on one thread
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ import functools
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
 from fomm_lab.swap import Swapper, load_swapper
@@ -58,11 +57,3 @@ def max_diff(actual, expected) -> float:
     return float(np.abs(actual.astype(np.float64) - np.asarray(expected, dtype=np.float64)).max())
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Run on one thread, as the fixtures were made: the same float rounding, and no slowdown from threads
-    competing for a shared CPU (the thread count is restored afterwards)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)

@@ -7,11 +7,13 @@ from __future__ import annotations
 import pytest
 import torch
 import yaml
-from swap_support import GOLDEN, YAML, one_thread  # noqa: F401 (one_thread: autouse fixture)
+from swap_support import GOLDEN, YAML
 
 from fomm_lab.swap.config import SegmentConfig, parse_segment_config
 from fomm_lab.swap.loader import build_generator, build_segmentation_module
 from fomm_lab.swap.nets import BiSeNet, BiSeNetWidths
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # the fixtures were made on one thread
 
 Entries = list[tuple[str, tuple[int, ...]]]
 

@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from swap_support import FOMM, PARSER, SEGMENTS, SEGMENTS_KP_LAYOUT, YAML, golden, one_thread, swapper  # noqa: F401 (one_thread: autouse fixture)
+from swap_support import FOMM, PARSER, SEGMENTS, SEGMENTS_KP_LAYOUT, YAML, golden, swapper
 
 from fomm_lab.errors import CheckpointError, ConfigError
 from fomm_lab.swap import load_swapper
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # the fixtures were made on one thread
 
 FOMM_CONFIG = Path(__file__).resolve().parents[1] / "fixtures" / "fomm-golden" / "tiny-vox.yaml"
 

@@ -15,7 +15,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from swap_support import TAGS, golden, max_diff, one_thread, parts, swapper  # noqa: F401 (one_thread: autouse fixture)
+from swap_support import TAGS, golden, max_diff, parts, swapper
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # the fixtures were made on one thread
 
 TOL = 1e-4
 """Every array but the parser's logits: >= 1.4x the float64-measured error of the worst (predictions, 7e-5),

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
-from swap_support import PARSER, golden, max_diff, one_thread, swapper  # noqa: F401 (one_thread: autouse fixture)
+from swap_support import PARSER, golden, max_diff, swapper
 
 from fomm_lab.swap import PARSER_CLASSES, load_parser
 from fomm_lab.swap.nets import BiSeNetWidths
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # the fixtures were made on one thread
 
 
 def test_classes_are_celebamask_hq_order():

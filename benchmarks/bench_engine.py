@@ -21,13 +21,25 @@ TPSMM (--config tpsmm-vox, tpsmm-taichi ..., or a TPSMM yaml): row (a) is its au
 the same Animator rows follow (no OpenVINO rows: the backend runs FOMM only); add --baseline vox-256 for
 FOMM's float32 per frame beside it.
 
+Against the machine's own ceiling (issue 27): the table's head names the CPU and its flags (avx2, avx512f,
+avx512_bf16, amx_tile), the reference convolution rate in each precision (one 3x3 convolution, 256 channels,
+64x64, channels-last, at the benchmark's thread count: fomm_lab.engine.fast.tune.reference_rate) and the FLOPs per
+frame (torch.utils.flop_counter: the paper loop's frame, keypoint detector + whole generator; the Animator's frame,
+keypoint detector + dense motion + decoder in their exact inference form with every convolution direct); each row's
+"of ceiling" is its FLOPs per frame / its time per frame / the reference rate of its precision (Winograd's saved
+multiplications count as done, so a row can pass 100 %). The "-tuned" rows run the forms tuned for this machine
+(Animator(tune=True): measured first if the tuning cache lacks them, then cached); the others the fixed rule
+(tune=False).
+
 Targets (issue 14): float32 >= 1.9x (a); bfloat16 >= 8x (a) at >= 40 dB; peak RSS <= 800 MB for bfloat16
-eager and <= 1000 MB for every compiled mode. PaddleGAN's models: vox-mobile-256's live step (e) <= 40 ms;
+eager and <= 1000 MB for every compiled mode. Issue 27: float32 >= 70 % of the float32 ceiling, bfloat16 >= 60 %
+of the bfloat16 ceiling where the CPU has it natively. PaddleGAN's models: vox-mobile-256's live step (e) <= 40 ms;
 vox-512 at most 4.5x vox-256's float32 time per frame (--config vox-512 --baseline vox-256 prints the ratio).
 Streaming memory: --rss-growth 60 600 prints the float32 peak RSS after 60 and 600 frames (growth < 100 MB).
 
 usage: python benchmarks/bench_engine.py [--config vox-256] [--baseline CONFIG] [--frames 12] [--short 6]
-           [--threads 1] [--modes float32,float32-compiled,bfloat16,bfloat16-compiled,openvino,openvino-bfloat16]
+           [--threads 1] [--modes float32,float32-tuned,float32-compiled,bfloat16,bfloat16-tuned,bfloat16-compiled,
+           openvino,openvino-bfloat16]
            [--rss-frames 8 | --no-rss] [--rss-growth 60 600] [--device cpu|cuda] [--batch-size N]
            [--include-slow-bf16]
 vox-512 is 4x the work of vox-256: e.g. --config vox-512 --baseline vox-256 --frames 4 --short 2.
@@ -53,25 +65,31 @@ import cv2
 import numpy as np
 import torch
 from memory import peak_rss_mb
+from torch.utils.flop_counter import FlopCounterMode
 from tpsmm_demo_loop import make_animation as tpsmm_demo_loop
 
 from fomm_lab import Animator
-from fomm_lab.device import cpu_has_native_bfloat16
+from fomm_lab.device import cpu_has_native_bfloat16, cpu_info
 from fomm_lab.engine.families import config_and_family
+from fomm_lab.engine.fast.tune import apply_choices, capture_layers, clear_choices, reference_rate
+from fomm_lab.engine.fast.variants import inference_networks
 from fomm_lab.engine.motion import normalize_keypoints
 from fomm_lab.hub.registry import resolve_model
 
 MODES = {
-    "float32": {"dtype": "float32"},
-    "float32-compiled": {"dtype": "float32", "compile": True},
-    "bfloat16": {"dtype": "bfloat16"},
-    "bfloat16-compiled": {"dtype": "bfloat16", "compile": True},
+    "float32": {"dtype": "float32", "tune": False},
+    "float32-tuned": {"dtype": "float32", "tune": True},
+    "float32-compiled": {"dtype": "float32", "compile": True, "tune": False},
+    "bfloat16": {"dtype": "bfloat16", "tune": False},
+    "bfloat16-tuned": {"dtype": "bfloat16", "tune": True},
+    "bfloat16-compiled": {"dtype": "bfloat16", "compile": True, "tune": False},
     "float16": {"dtype": "float16"},
     "float16-compiled": {"dtype": "float16", "compile": True},
     "openvino": {"dtype": "float32", "backend": "openvino"},
     "openvino-bfloat16": {"dtype": "bfloat16", "backend": "openvino"},
 }
-CPU_MODES = ["float32", "float32-compiled", "bfloat16", "bfloat16-compiled", "openvino", "openvino-bfloat16"]
+CPU_MODES = ["float32", "float32-tuned", "float32-compiled", "bfloat16", "bfloat16-tuned", "bfloat16-compiled",
+             "openvino", "openvino-bfloat16"]
 CUDA_MODES = ["float32", "float32-compiled", "float16", "float16-compiled"]
 
 
@@ -166,6 +184,8 @@ class Row:
     note: str = ""
     psnr_db: float | None = None
     extra: dict = field(default_factory=dict)
+    dtype: torch.dtype = torch.float32  # the precision it ran in: its ceiling
+    gflop: float | None = None  # per frame
 
 
 def run_mode(name: str, model, source: np.ndarray, short_source: np.ndarray, driving: list[np.ndarray],
@@ -182,7 +202,7 @@ def run_mode(name: str, model, source: np.ndarray, short_source: np.ndarray, dri
     list(animator.animate(short_source, short))
     short_ms = 1000 * (clock() - start_short) / len(short)
     stacked, ref = np.stack(frames), np.stack(reference)
-    row = Row(f"Animator {name}", long_ms, short_ms, warmup_s=warmup)
+    row = Row(f"Animator {name}", long_ms, short_ms, warmup_s=warmup, dtype=animator.dtype)
     if animator.dtype == torch.float32:
         row.accuracy = f"max abs diff {float(np.abs(stacked - ref).max()):.1e}"
     else:
@@ -204,7 +224,7 @@ def live_row(name: str, model, source: np.ndarray, driving: list[np.ndarray], cl
         animator.step(frame)
         steps.append(clock() - start)
     return Row(f"(e) live step(), {name}", 1000 * statistics.median(steps),
-               accuracy=f"p90 {1000 * float(np.percentile(steps, 90)):.1f} ms")
+               accuracy=f"p90 {1000 * float(np.percentile(steps, 90)):.1f} ms", dtype=animator.dtype)
 
 
 def rss_child(args: argparse.Namespace) -> None:
@@ -230,6 +250,62 @@ def measure_rss(mode: str, args: argparse.Namespace) -> float | None:
         print(f"  peak RSS of {mode} failed: {done.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
         return None
     return float(json.loads(done.stdout.strip().splitlines()[-1])["peak_rss_mb"])
+
+
+def paper_gflop(model, source: np.ndarray, driving: list[np.ndarray], clock: Clock) -> float:
+    """GFLOP of one frame of the paper's loop (:func:`make_animation`: two frames' count minus one frame's, so the
+    once-per-clip keypoints are left out), counted by torch.utils.flop_counter."""
+    counts = []
+    for frames in (driving[:1], driving[:2]):
+        with FlopCounterMode(display=False) as counter:
+            make_animation(model, source, frames, clock)
+        counts.append(counter.get_total_flops())
+    return (counts[1] - counts[0]) / 1e9
+
+
+def animator_gflop(model, source: np.ndarray, frame: np.ndarray) -> float:
+    """GFLOP of one frame of the Animator in float32 (keypoint detector, motion transfer, dense motion and decoder:
+    the source's work is done once, before), every fused convolution in its direct form (Winograd's transforms
+    would count fewer multiplications than the convolutions they compute)."""
+    animator = Animator(model, dtype="float32", smoothing=0, tune=False)
+    nets = inference_networks(model, dtype=torch.float32, tune=False)  # the Animator's networks
+    layers = capture_layers(model, nets)
+    apply_choices(nets, [{"conv": layer.conv, "input": layer.input, "choice": "direct"} for layer in layers])
+    try:
+        animator.set_source(source)
+        animator.set_reference(frame)
+        with FlopCounterMode(display=False) as counter:
+            animator.step(frame)
+    finally:
+        clear_choices(nets)
+    return counter.get_total_flops() / 1e9
+
+
+def ceilings(device: torch.device) -> dict[torch.dtype, float]:
+    """The reference convolution's rate (GFLOP/s) in float32 and bfloat16 on the CPU at the current thread count
+    (:func:`fomm_lab.engine.fast.tune.reference_rate`); none on other devices."""
+    if device.type != "cpu":
+        return {}
+    return {dtype: reference_rate(dtype) for dtype in (torch.float32, torch.bfloat16)}
+
+
+def fraction(row: Row, rates: dict[torch.dtype, float]) -> float | None:
+    """The row's rate (its FLOPs per frame / its time per frame) as a fraction of its precision's ceiling."""
+    ceiling = rates.get(row.dtype)
+    if ceiling is None or row.gflop is None or not row.long_ms:
+        return None
+    return row.gflop / (row.long_ms / 1000) / ceiling
+
+
+def machine_line(device: torch.device, rates: dict[torch.dtype, float]) -> str:
+    """The head of every table: the CPU, its relevant flags and its reference rates."""
+    if device.type != "cpu":
+        name = torch.cuda.get_device_name(device) if device.type == "cuda" else str(device)
+        return f"device {name} (no reference rate off the CPU); CPU {cpu_info().describe()}"
+    native = "native bfloat16" if cpu_has_native_bfloat16() else "bfloat16 emulated"
+    measured = ", ".join(f"{str(d).removeprefix('torch.')} {r:.1f}" for d, r in rates.items())
+    return (f"CPU {cpu_info().describe()}, {native}; reference 3x3 convolution (256 channels, 64x64, channels-last, "
+            f"{torch.get_num_threads()} thread(s)): {measured} GFLOP/s")
 
 
 def main() -> None:
@@ -288,24 +364,29 @@ def main() -> None:
     source, short_source = clip(1, size, seed=1)[0], clip(1, size, seed=2)[0]
     driving, short = clip(args.frames, size), clip(args.short, size, seed=3)
 
+    rates = ceilings(device)
+    paper_flops = paper_gflop(paper, source, driving, clock)
+    frame_flops = animator_gflop(model, source, driving[1])
     make_animation(paper, source, driving[:2], clock)  # warm-up
     reference, paper_times = make_animation(paper, source, driving, clock)
     start = clock()
     make_animation(paper, short_source, short, clock)
     paper_short = 1000 * (clock() - start) / len(short)
     baseline_name = "(a) authors' demo loop, float32" if model.family == "tpsmm" else "(a) paper make_animation, float32"
-    rows = [Row(baseline_name, 1000 * statistics.median(paper_times), paper_short)]
+    rows = [Row(baseline_name, 1000 * statistics.median(paper_times), paper_short, gflop=paper_flops)]
     measured = [(rows[0], "paper")]
     for mode in modes:
         rows.append(run_mode(mode, model, source, short_source, driving, short, reference, clock, args.batch_size))
+        rows[-1].gflop = frame_flops
         measured.append((rows[-1], mode))
     for mode in [m for m in skipped if "bfloat16" in m and MODES[m].get("backend") is None]:
         rows.append(Row(f"Animator {mode}", note=skipped.pop(mode)))  # emulated: its memory still counts
         measured.append((rows[-1], mode))
-    live_modes = [m for m in ("float32", "float32-compiled", "bfloat16", "bfloat16-compiled", "float16-compiled")
-                  if m in modes]
+    live_modes = [m for m in ("float32", "float32-tuned", "float32-compiled", "bfloat16", "bfloat16-tuned",
+                              "bfloat16-compiled", "float16-compiled") if m in modes]
     for mode in live_modes:
         rows.append(live_row(mode, model, source, driving, clock))
+        rows[-1].gflop = frame_flops
     if not args.no_rss:
         for row, mode in measured:
             row.rss_mb = measure_rss(mode, args)
@@ -313,11 +394,14 @@ def main() -> None:
     base_long, base_short = rows[0].long_ms, rows[0].short_ms
     assert base_long is not None and base_short is not None
     timing = "wall time (synchronised)" if device.type == "cuda" else "CPU time"
+    print(machine_line(device, rates))
+    print(f"FLOPs per frame: paper loop {paper_flops:.1f} GFLOP (keypoint detector + whole generator), Animator "
+          f"{frame_flops:.1f} GFLOP (keypoint detector + dense motion + decoder, direct convolutions)")
     print(f"config {args.config} ({model.family}, random weights), {size[0]}x{size[1]}, device {device}, torch {torch.__version__}, "
           f"threads {torch.get_num_threads()}, {timing}, long clip {args.frames} frames (median ms/frame), short "
           f"clip {args.short} frames (one animate() call, ms/frame), batch size {args.batch_size}")
-    header = (f"{'mode':40} {'long ms':>8} {'x (a)':>6} {'short ms':>9} {'x (a)':>6}  {'accuracy':22} "
-              f"{'warm-up':>8} {'peak RSS':>9}")
+    header = (f"{'mode':40} {'long ms':>8} {'x (a)':>6} {'of ceiling':>10} {'short ms':>9} {'x (a)':>6}  "
+              f"{'accuracy':22} {'warm-up':>8} {'peak RSS':>9}")
     print(header)
     print("-" * len(header))
     for row in rows:
@@ -327,7 +411,9 @@ def main() -> None:
         rss = f"{row.rss_mb:6.0f} MB" if row.rss_mb is not None else ""
         short_ms = f"{row.short_ms:9.1f}" if row.short_ms else ""
         long_ms = f"{row.long_ms:8.1f}" if row.long_ms else ""
-        print(f"{row.name:40} {long_ms:>8} {long_x:>6} {short_ms:>9} {short_x:>6}  "
+        share = fraction(row, rates)
+        ceiling = f"{100 * share:9.0f}%" if share is not None else ""
+        print(f"{row.name:40} {long_ms:>8} {long_x:>6} {ceiling:>10} {short_ms:>9} {short_x:>6}  "
               f"{row.accuracy:22} {warm:>8} {rss:>9} {row.note}")
     for mode, why in skipped.items():
         print(f"{'Animator ' + mode:40} {why}")
@@ -339,7 +425,7 @@ def main() -> None:
     if args.baseline:
         _baseline(args, rows, clock)
     if model.family == "fomm":
-        _targets(rows, base_long, args.config)
+        _targets(rows, base_long, args.config, rates)
     else:
         print(f"\n(issue 14's targets are FOMM's; {model.family} rows are for comparison)")
 
@@ -366,8 +452,8 @@ def _baseline(args: argparse.Namespace, rows: list[Row], clock: Clock) -> None:
           f"{ours.long_ms / base_ms:.2f}x")
 
 
-def _targets(rows: list[Row], base: float, config: str) -> None:
-    """Say which of issue 14's targets (and, for vox-mobile-256, PaddleGAN's) this run meets."""
+def _targets(rows: list[Row], base: float, config: str, rates: dict[torch.dtype, float]) -> None:
+    """Say which of issue 14's and issue 27's targets (and, for vox-mobile-256, PaddleGAN's) this run meets."""
     by_name = {row.name: row for row in rows}
     checks: list[tuple[str, Callable[[Row], bool], list[str]]] = [
         ("float32 >= 1.9x (a)", lambda r: base / r.long_ms >= 1.9, ["Animator float32", "Animator float32-compiled"]),
@@ -377,6 +463,19 @@ def _targets(rows: list[Row], base: float, config: str) -> None:
         ("peak RSS <= 1000 MB (compiled)", lambda r: r.rss_mb <= 1000,
          [n for n in by_name if n.startswith("Animator") and n.endswith("-compiled")]),
     ]
+    if rates:
+        def share(r: Row) -> float:
+            return fraction(r, rates) or 0.0
+
+        checks.append(("float32 >= 70 % of the float32 ceiling", lambda r: share(r) >= 0.7,
+                       ["Animator float32", "Animator float32-tuned", "Animator float32-compiled"]))
+        if cpu_has_native_bfloat16():
+            checks.append(("bfloat16 >= 60 % of the bfloat16 ceiling", lambda r: share(r) >= 0.6,
+                           ["Animator bfloat16", "Animator bfloat16-tuned", "Animator bfloat16-compiled"]))
+        checks.append(("live step never slower per frame than animate() (5 % timing noise allowed)",
+                       lambda r: r.long_ms <= 1.05 * by_name[r.name.replace("(e) live step(), ", "Animator ")].long_ms,
+                       [n for n in by_name if n.startswith("(e)")
+                        and n.replace("(e) live step(), ", "Animator ") in by_name]))
     if "mobile" in config:
         checks.append(("live step <= 40 ms (vox-mobile-256)", lambda r: r.long_ms <= 40,
                        [n for n in by_name if n.startswith("(e)")]))

@@ -151,8 +151,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("runtime.device", None, "torch device: cuda, cuda:1, mps or cpu (default: the best available)",
            flag="--device", parse="str", metavar="DEVICE", notebook="DEVICE",
            commands=("animate", "train", "reconstruct", "animate_pairs", "swap")),
-    Option("runtime.dtype", "auto", "compute precision; auto: bfloat16 where the CPU or GPU has it natively, "
-           "float16 on other GPUs, else float32", flag="--dtype", parse="str",
+    Option("runtime.dtype", "auto", "compute precision; auto: bfloat16 where the CPU or GPU has it natively (on a "
+           "CPU tuned by `fomm-lab tune`, where it measured faster), float16 on other GPUs, else float32",
+           flag="--dtype", parse="str",
            choices=("auto", "float32", "bfloat16", "float16"), notebook="DTYPE",
            commands=("animate", "animate_pairs", "swap")),
     Option("runtime.batch_size", 1, "driving frames per forward pass", flag="--batch-size", parse="positive_int",

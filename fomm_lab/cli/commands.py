@@ -127,18 +127,9 @@ def swap(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fomm(model: Any, what: str) -> Any:
-    """``model`` when it is a First Order Motion Model; FommLabError for another family."""
-    from ..engine.model import FommModel
-    from ..errors import FommLabError
-
-    if not isinstance(model, FommModel):
-        raise FommLabError(f"{what} handles First Order Motion Models so far; {model.name} is a {model.family} model")
-    return model
-
-
 def export(args: argparse.Namespace) -> int:
-    """``fomm-lab export --format onnx``: the model's ONNX graphs and manifest into a new folder."""
+    """``fomm-lab export --format onnx``: the model's ONNX graphs and manifest into a new folder (FOMM and TPSMM
+    models; :mod:`fomm_lab.engine.fast.onnx`)."""
     from ..engine.families import load_model
     from ..engine.fast.onnx import export_onnx
     from ..errors import FommLabError
@@ -153,10 +144,12 @@ def export(args: argparse.Namespace) -> int:
 
         raise CheckpointError(f"checkpoint {args.checkpoint} does not exist; check the path")
     model = load_model(args.config, args.checkpoint, device="cpu", cache_dir=args.cache_dir, progress=args.progress)
-    exported = export_onnx(_fomm(model, "ONNX export"), out, opset=args.opset)
+    exported = export_onnx(model, out, opset=args.opset)
     for name in exported.graphs:
         print(f"wrote {exported.path(name)}")
-    print(f"wrote {out / 'manifest.json'} ({model.name}, {model.frame_size} frames, {exported.num_kp} keypoints)")
+    points = "thin-plate-spline control points" if exported.family == "tpsmm" else "keypoints"
+    print(f"wrote {out / 'manifest.json'} ({model.name}, {model.family}, {model.frame_size} frames, "
+          f"{exported.num_kp} {points}; modes {', '.join(exported.modes)})")
     return 0
 
 
@@ -235,6 +228,52 @@ def lab(args: argparse.Namespace) -> int:
     return run_lab(args)
 
 
+def tune(args: argparse.Namespace) -> int:
+    """``fomm-lab tune``: measure each convolution layer's exact forms on this CPU for a model (random weights),
+    print the per-layer table and write the tuning cache (:mod:`fomm_lab.engine.fast.tune`)."""
+    import logging
+
+    import torch
+
+    from ..device import DTYPES, auto_dtype, cpu_has_native_bfloat16, cpu_info, dtype_name
+    from ..engine.families import config_and_family
+    from ..engine.fast.tune import measured_rates, tune_networks
+    from ..engine.fast.variants import inference_networks
+    from ..hub.registry import resolve_model
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    reference, _ = resolve_model(args.config)
+    config, family = config_and_family(reference)
+    quiet = logging.getLogger("fomm_lab.engine")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # "random weights": on purpose here
+    try:
+        model = family.load(config, None, device="cpu", fuse=True)
+    finally:
+        quiet.setLevel(level)
+    if args.dtype == "auto":  # bfloat16 only where it can beat float32: natively
+        dtypes = [torch.float32, *([torch.bfloat16] if cpu_has_native_bfloat16() else [])]
+    else:
+        dtypes = [DTYPES[args.dtype]]
+    print(f"CPU {cpu_info().describe()}, {torch.get_num_threads()} thread(s), torch {torch.__version__}; "
+          f"model {model.name} ({model.family}, {model.frame_size} frames, random weights), batch {args.batch_size}",
+          flush=True)
+    for dtype in dtypes:
+        print(f"\n{dtype_name(dtype)}: timing each layer's forms ...", flush=True)
+        nets = inference_networks(model, dtype=dtype, tune=False)
+        tuning = tune_networks(model, nets, dtype, batch_size=args.batch_size)
+        print("\n".join(tuning.table()))
+        print(f"wrote {tuning.path}")
+    if args.dtype == "auto":
+        rates = measured_rates("cpu")
+        chosen = auto_dtype(torch.device("cpu"), rates)
+        known = ", ".join(f"{dtype_name(d)} {r:.1f} GFLOP/s" for d, r in rates.items())
+        print(f"\n--dtype auto chooses {dtype_name(chosen)} on this CPU at {torch.get_num_threads()} thread(s)"
+              + (f" (measured: {known})" if known else ""))
+    return 0
+
+
 # ------------------------------------------------------------------------- training (fomm_lab.train)
 
 
@@ -298,7 +337,7 @@ def train(args: argparse.Namespace) -> int:
                            epochs=args.epochs, batch_size=args.batch_size, num_repeats=args.num_repeats,
                            num_workers=args.workers, visualize_every=args.visualize_every,
                            checkpoint_every=args.checkpoint_every, cache_dir=args.cache_dir,
-                           perceptual_weights=args.vgg19, progress=args.progress)
+                           perceptual_weights=args.vgg19, progress=args.progress, avd=args.avd)
     result = run(options, say=_say(args))
     if result.main:
         print(f"wrote {result.checkpoint} (step {result.step}, {result.epoch} epoch(s) done); log: {result.log}")

@@ -165,9 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(command="swap")
 
     p = sub.add_parser("export", parents=[common], help="export a model's networks as ONNX graphs",
-                       description="Write the four ONNX graphs the animation runs (keypoint detector, source "
-                                   "encoder, dense motion, generator decode) and a manifest.json into a new folder, "
-                                   "for ONNX Runtime, OpenVINO or other runtimes.")
+                       description="Write the ONNX graphs the animation runs (keypoint detector, source "
+                                   "encoder, dense motion, generator decode; a TPSMM's AVD network when it has one) "
+                                   "and a manifest.json into a new folder, for ONNX Runtime, OpenVINO or other "
+                                   "runtimes. FOMM and TPSMM models.")
     p.add_argument("--format", choices=("onnx",), default="onnx", help="export format (onnx)")
     p.add_argument("--config", default="vox",
                    help="model: a registry name (its checkpoint is downloaded once), a shipped config name or a "
@@ -226,6 +227,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-root", action="store_true", help="let JupyterLab run as root (it refuses to by default)")
     p.add_argument("--notebook", type=Path, help="notebook to open (default: notebooks/demo.ipynb)")
     p.set_defaults(command="lab")
+
+    p = sub.add_parser("tune", parents=[common], help="measure the fastest exact convolution forms on this CPU",
+                       description="Time each convolution layer of the model in its exact forms (oneDNN's direct "
+                                   "convolution, Winograd's, the other memory layout) on this machine, keep the "
+                                   "fastest, print the table and cache the choices for this CPU, thread count, torch "
+                                   "version and precision: animate uses them from then on. Random weights (the timing "
+                                   "does not depend on them): nothing is downloaded. Takes seconds.")
+    p.add_argument("--config", default="vox-256",
+                   help="model: a registry name, a shipped config name or a yaml file (default: vox-256)")
+    p.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto",
+                   help="precision to tune; auto: float32, and bfloat16 where the CPU has it natively (their "
+                        "measured rates then decide animate's --dtype auto) (default: auto)")
+    p.add_argument("--threads", type=positive_int, default=None, metavar="N",
+                   help="torch threads to tune for (default: torch's default, the one animate uses)")
+    p.add_argument("--batch-size", type=positive_int, default=1, metavar="N",
+                   help="driving frames per forward pass to tune for (default 1, as animate)")
+    p.set_defaults(command="tune")
     _training_parsers(sub, common)
     return parser
 
@@ -267,7 +285,9 @@ def _training_parsers(sub, common: argparse.ArgumentParser) -> None:
                                    "official layout (see prepare-data), as the paper's train_params say. Checkpoints, "
                                    "a JSONL log of the losses and pictures go to RUN. Several processes or machines: "
                                    "torchrun --nproc_per_node N -m fomm_lab train ...")
-    p.add_argument("--config", required=True, help="a shipped config name (vox-256, ...) or a yaml file")
+    p.add_argument("--config", required=True,
+                   help="a shipped config name (vox-256, ...) or a yaml file: FOMM's, or a Thin-Plate Spline Motion "
+                        "Model's (the authors' layout) to train a TPSMM")
     p.add_argument("--data", required=True, type=Path, metavar="DIR", help="dataset folder holding train/ and test/")
     p.add_argument("--out", required=True, type=Path, metavar="RUN", help="the run folder")
     p.add_argument("--checkpoint", metavar="FILE|NAME",
@@ -290,6 +310,9 @@ def _training_parsers(sub, common: argparse.ArgumentParser) -> None:
                    help="rewrite RUN/last-checkpoint.pth.tar every N steps (default 1000; 0: epochs only)")
     p.add_argument("--vgg19", type=Path, metavar="FILE",
                    help="VGG19 weights for the perceptual loss (default: the registry's vgg19, downloaded once)")
+    p.add_argument("--avd", action="store_true",
+                   help="TPSMM's second stage: train the AVD network (train_avd_params) on the frozen networks of "
+                        "--checkpoint (the first stage's), or --resume such a run")
     _cache_dir(p)
     p.set_defaults(command="train")
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import itertools
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -15,6 +16,7 @@ from ..errors import FommLabError, InferenceError, Remedy
 from ..options import default
 from .family import MotionModel
 from .fast.backends import BACKENDS
+from .fast.tune import measured_rates
 from .fast.variants import inference_networks
 from .frames import frames_to_tensor, tensor_to_frames
 from .keypoints import Keypoints
@@ -29,6 +31,12 @@ def check_finite(keypoints: Keypoints, what: str) -> Keypoints:
         raise InferenceError(f"the keypoint detector gave NaN or infinite keypoints for {what}: the checkpoint's "
                              "weights are broken (or the frame is); use another checkpoint")
     return keypoints
+
+
+COMPILE_FLOAT32_CPU = ("compiling float32 on the CPU makes it no faster than eager (slower on every CPU kind measured, "
+                       "docs/performance.md): it only adds a minute or more of compilation; compile pays in bfloat16 "
+                       "on CPUs that have it natively, and on GPUs")
+"""The warning of ``compile=True`` for float32 on the CPU."""
 
 
 @dataclass(frozen=True)
@@ -56,16 +64,24 @@ class Animator:
     The modes a model offers are ``model.modes``; flags that select none give a ValueError naming them.
     batch_size:  driving frames processed together (faster on GPUs).
     dtype:       ``auto`` (bfloat16 where the hardware computes it natively, float16 on other GPUs, else
-                 float32), float32 (exact), or bfloat16/float16 for the per-frame networks (FOMM's keypoint
-                 detector too in bfloat16, its softmax and weighted sums staying float32).
+                 float32; on a CPU tuned in both float32 and bfloat16 by ``fomm-lab tune``, bfloat16 only where
+                 its measured rate beats float32's), float32 (exact), or bfloat16/float16 for the per-frame
+                 networks (FOMM's keypoint detector too in bfloat16, its softmax and weighted sums staying
+                 float32).
     smoothing:   strength of the One-Euro filter on the driving keypoints (0: off).
     Every default is the one of :data:`fomm_lab.options.OPTIONS`, as for the CLI, the notebook and jobs.
     backend:     ``torch`` (default), or ``openvino``: the networks' ONNX graphs run by OpenVINO
                  (``pip install fomm-lab[openvino]``; :mod:`fomm_lab.engine.fast.openvino`), in bfloat16
                  where the CPU supports it when ``dtype`` asks for it.
     float_output: yield float32 (H, W, 3) frames in [0, 1] instead of uint8.
-    compile:     torch.compile the per-frame networks (faster after a compilation of a minute or more on
-                 CPU; worth it for long clips and live use; torch backend only).
+    compile:     torch.compile the per-frame networks (faster after a compilation of a minute or more where it
+                 pays: bfloat16 on CPUs with native bfloat16, GPUs; float32 on the CPU gains nothing and says so
+                 with a warning; torch backend only).
+    tune:        on the CPU, which exact form each fused convolution runs (:mod:`fomm_lab.engine.fast.tune`):
+                 None (default) the forms measured fastest on this machine when ``fomm-lab tune`` (or an
+                 earlier ``tune=True``) cached them for this CPU, thread count, torch version and precision, else
+                 the fixed rule; True: measure what the cache lacks first (seconds), then use it; False: the
+                 fixed rule. The choice belongs to the model's networks, shared by its Animators.
 
     The networks run in their family's inference form (``model.inference_networks``: for FOMM the exact fused
     rewrites of :mod:`fomm_lab.engine.fast`), equal to the checkpoint's networks up to float rounding.
@@ -87,6 +103,7 @@ class Animator:
         compile: bool = default("runtime.compile"),
         smoothing: float = default("motion.smoothing"),
         backend: str = default("runtime.backend"),
+        tune: bool | None = None,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -100,12 +117,16 @@ class Animator:
         self.adapt_scale = mode.adapt_scale
         self.avd = mode.avd
         self.batch_size = batch_size
-        self.dtype = resolve_dtype(dtype, model.device)
+        rates = measured_rates(model.device) if dtype == "auto" and model.device.type == "cpu" else None
+        self.dtype = resolve_dtype(dtype, model.device, rates)
         self.float_output = float_output
         self.smoothing = smoothing
         self.backend = backend
-        self._nets = inference_networks(model, dtype=self.dtype, backend=backend, compile=compile)
+        self._nets = inference_networks(model, dtype=self.dtype, backend=backend, compile=compile, tune=tune,
+                                        batch_size=batch_size)
         self.dtype = self._nets.dtype  # OpenVINO: float32 where the CPU has no native reduced precision
+        if compile and model.device.type == "cpu" and self.dtype == torch.float32:
+            warnings.warn(COMPILE_FLOAT32_CPU, stacklevel=2)
         self._compiled = compile
         self._source: _Source | None = None
         self._source_image: np.ndarray | None = None

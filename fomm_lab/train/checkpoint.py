@@ -11,6 +11,11 @@ epoch needs (``step``: optimisation steps done; ``epoch_step``: steps done in th
 A file the paper's code saved has no ``fomm_lab`` entry; its ``epoch`` is the index of its last completed
 epoch (it saves after each epoch), so it resumes at ``epoch + 1``.
 
+A TPSMM run (:mod:`fomm_lab.train.tpsmm`) saves its authors' layout the same way: ``kp_detector``,
+``dense_motion_network``, ``inpainting_network``, ``bg_predictor`` (configs with ``bg``), ``optimizer`` (one Adam
+over the first three) and ``optimizer_bg_predictor``; after the second stage also ``avd_network`` and
+``optimizer_avd`` -- :func:`save_checkpoint` writes whatever networks and optimisers it is given, by name.
+
 Files are read with :func:`fomm_lab.engine.checkpoint.read_checkpoint` (``torch.load(weights_only=True)``),
 optimiser states included.
 """
@@ -20,6 +25,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -38,6 +44,18 @@ LAST = "last-checkpoint.pth.tar"
 def epoch_checkpoint_name(epoch: int) -> str:
     """The official name of the checkpoint saved after 0-based epoch ``epoch``: ``00000009-checkpoint.pth.tar``."""
     return f"{epoch:08d}-checkpoint.pth.tar"
+
+
+class NamedModules(Protocol):
+    """Networks saved by checkpoint entry name (:class:`TrainingNetworks`, TPSMM's ``TpsmmNets``)."""
+
+    def named(self) -> dict[str, nn.Module]: ...
+
+
+class NamedOptimizers(Protocol):
+    """Optimisers saved by checkpoint entry name (:class:`Optimizers`, TPSMM's)."""
+
+    def named(self) -> dict[str, torch.optim.Optimizer]: ...
 
 
 @dataclass
@@ -66,7 +84,7 @@ class RunState:
     world_size: int | None = None
 
 
-def save_checkpoint(path: str | Path, networks: TrainingNetworks, optimizers: Optimizers, state: RunState) -> Path:
+def save_checkpoint(path: str | Path, networks: NamedModules, optimizers: NamedOptimizers, state: RunState) -> Path:
     """Write the checkpoint atomically (nothing at ``path`` until it is complete); returns ``path``."""
     data: dict[str, object] = {name: module.state_dict() for name, module in networks.named().items()}
     data.update({name: opt.state_dict() for name, opt in optimizers.named().items()})
@@ -128,10 +146,13 @@ def load_networks(data: dict, path: Path, networks: TrainingNetworks, config_lab
         log.warning("checkpoint %s: the discriminator starts from fresh weights (%s)", path, disc_problems[0])
 
 
-def load_optimizers(data: dict, path: Path, optimizers: Optimizers) -> None:
-    """Restore the three optimiser states (they must be there and fit the networks)."""
+def load_optimizers(data: dict, path: Path, optimizers: NamedOptimizers, optional: tuple[str, ...] = ()) -> None:
+    """Restore the optimiser states (they must be there and fit the networks; those named in ``optional`` keep
+    their fresh state when the file has none)."""
     for name, optimizer in optimizers.named().items():
         state = data.get(name)
+        if state is None and name in optional:
+            continue
         if not isinstance(state, dict):
             raise TrainingError(f"checkpoint {path} has no {name}: it cannot be resumed (it holds weights only); "
                                 "start a new run from its weights with --checkpoint instead of --resume")

@@ -112,15 +112,16 @@ def synchronise_batchnorm(module: nn.Module, process: Process) -> nn.Module:
     return convert_batchnorm(module)
 
 
-def wrap(module: nn.Module, process: Process) -> nn.Module:
+def wrap(module: nn.Module, process: Process, find_unused: bool = False) -> nn.Module:
     """``module`` in DistributedDataParallel (parameters and buffers broadcast from process 0 now, gradients
-    averaged at every backward); unchanged for one process."""
+    averaged at every backward); unchanged for one process. ``find_unused``: some parameters take no part in
+    some steps (TPSMM's background predictor before ``bg_start``)."""
     if not process.distributed:
         return module
     from torch.nn.parallel import DistributedDataParallel
 
     ids = [process.device.index] if process.device.type == "cuda" else None
-    return DistributedDataParallel(module, device_ids=ids)
+    return DistributedDataParallel(module, device_ids=ids, find_unused_parameters=find_unused)
 
 
 def mean_over_processes(values: dict[str, float], process: Process) -> dict[str, float]:

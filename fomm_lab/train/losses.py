@@ -15,6 +15,15 @@ keypoints and J_k their jacobians. Weights come from ``train_params.loss_weights
   discriminator's scales; feature matching adds sum_s sum_i w_i mean |F_i(D_s) - F_i(D^_s)| over the
   discriminator blocks' feature maps F_i.
 
+The Thin-Plate Spline Motion Model's training (Zhao & Zhang, CVPR 2022, Sec. 3.5) uses the same perceptual
+and keypoint-value equivariance losses, and two of its own:
+
+* Warp loss: the features of the driving frame D at each level i of the inpainting network's encoder must
+  equal the source's features warped by the predicted motion, both masked by that level's occlusion mask:
+  L_warp = w sum_i mean |E_i(D) - W(E_i(S))| (:func:`warp_loss`).
+* Background loss: the background affine transformations predicted for (S, D) and for (D, S) must be each
+  other's inverse: L_bg = w mean |A_{S<-D} A_{D<-S} - I| (:func:`background_loss`).
+
 All means run over every element (batch, keypoints, channels, pixels).
 """
 
@@ -76,6 +85,27 @@ def equivariance_jacobian_loss(kp_driving: Keypoints, kp_transformed: Keypoints,
     value = torch.matmul(torch.inverse(kp_driving.jacobian), predicted)
     eye = torch.eye(2, dtype=value.dtype, device=value.device).view(1, 1, 2, 2)
     return weight * (eye - value).abs().mean()
+
+
+def warp_loss(driving_features: Sequence[torch.Tensor], warped_features: Sequence[torch.Tensor],
+              weight: float) -> torch.Tensor:
+    """L_warp = w sum_i mean |E_i(D) - W(E_i(S))| over the encoder levels i: ``driving_features`` (the targets,
+    detached) and ``warped_features``, each a list of (N, C_i, H_i, W_i) maps of the same shapes."""
+    if len(driving_features) != len(warped_features):
+        raise ValueError(f"the warp loss needs one warped map per driving map, got {len(warped_features)} and "
+                         f"{len(driving_features)}")
+    total = warped_features[0].new_zeros(())
+    for target, warped in zip(driving_features, warped_features):
+        total = total + (target.detach() - warped).abs().mean()
+    return weight * total
+
+
+def background_loss(forward: torch.Tensor, backward: torch.Tensor, weight: float) -> torch.Tensor:
+    """L_bg = w mean |A_{S<-D} A_{D<-S} - I| for the (N, 3, 3) affine matrices of (source, driving) -- ``forward``,
+    driving coordinates to source ones -- and of (driving, source) -- ``backward``; the mean runs over all 9
+    entries of each product."""
+    eye = torch.eye(3, dtype=forward.dtype, device=forward.device)
+    return weight * (torch.matmul(forward, backward) - eye).abs().mean()
 
 
 def generator_gan_loss(fake: DiscriminatorOutput, weight: float) -> torch.Tensor:

@@ -69,7 +69,8 @@ class Generated:
 
     prediction (N, 3, H, W); deformation (N, h, w, 2); occlusion_map (N, 1, h, w) or None; kp_source,
     kp_driving (N, K, .); transformed_frame (N, 3, H, W) and transformed_kp, when equivariance is on;
-    real / fake: the pyramids of the driving frame and of the prediction.
+    real / fake: the pyramids of the driving frame and of the prediction; deformed: (N, 3, H, W) the source
+    warped by the model's own rule (None: the picture warps it with FOMM's).
     """
 
     prediction: torch.Tensor
@@ -81,6 +82,7 @@ class Generated:
     fake: Pyramid
     transformed_frame: torch.Tensor | None = None
     transformed_kp: Keypoints | None = None
+    deformed: torch.Tensor | None = None
 
 
 def detached(kp: Keypoints) -> Keypoints:

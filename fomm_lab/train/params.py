@@ -6,6 +6,12 @@ transform of the equivariance constraint, loss weights), ``model_params.discrimi
 ``dataset_params`` (frame shape, ``id_sampling``, ``augmentation_params``), ``visualizer_params`` and
 ``animate_params.normalization_params``. Every problem is a :class:`~fomm_lab.errors.ConfigError` naming the
 file and the key.
+
+A Thin-Plate Spline Motion Model yaml (the authors' layout, Zhao & Zhang, CVPR 2022) is read into a
+:class:`TpsmmTrainingConfig`: its ``train_params`` (:class:`TpsmmTrainParams`: the dropout of TPS transformations,
+``bg_start``, the loss weights ``perceptual``, ``equivariance_value``, ``warp_loss``, ``bg``) and
+``train_avd_params`` (:class:`AvdTrainParams`, the second stage), with the same ``dataset_params`` and
+``visualizer_params`` as FOMM's. :func:`load_any_training_config` reads either family's yaml.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..engine.config import ModelConfig, load_config
+from ..engine.tpsmm.config import TpsmmConfig
 from ..errors import ConfigError
 from ..geometry import Size
 
@@ -357,7 +364,7 @@ def _augmentation(r: _Reader, raw: Any) -> AugmentationParams:
     return AugmentationParams(**parts)
 
 
-def _dataset(r: _Reader, raw: Any, model: ModelConfig) -> DatasetParams:
+def _dataset(r: _Reader, raw: Any, model: ModelConfig | TpsmmConfig) -> DatasetParams:
     key = "dataset_params"
     values = r.mapping(raw, key)
     shape = values.get("frame_shape") or [model.frame_size.height, model.frame_size.width, 3]
@@ -397,3 +404,190 @@ def training_config(model: ModelConfig) -> TrainingConfig:
 def load_training_config(name_or_path: str | Path) -> TrainingConfig:
     """Read a shipped config name or a yaml path for training."""
     return training_config(load_config(name_or_path))
+
+
+# ------------------------------------------------------------------------------------------- TPSMM
+
+
+@dataclass(frozen=True, kw_only=True)
+class TpsmmLossWeights:
+    """TPSMM's ``train_params.loss_weights`` (paper Sec. 3.5; 0 or an empty tuple: the loss is not computed).
+
+    perceptual: one weight per VGG19 layer (at most 5); equivariance_value: the keypoints under a random warp;
+    warp_loss: the driving frame's encoder features against the warped source features; bg: the background
+    affine transformations of (source, driving) and (driving, source) composing to the identity.
+    """
+
+    perceptual: tuple[float, ...] = ()
+    equivariance_value: float = 0.0
+    warp_loss: float = 0.0
+    bg: float = 0.0
+
+    @property
+    def uses_perceptual(self) -> bool:
+        return any(w != 0 for w in self.perceptual)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TpsmmTrainParams:
+    """TPSMM's ``train_params`` (first stage). One Adam optimiser with ``lr_generator`` for the keypoint detector,
+    dense motion and inpainting networks and one for the background predictor, both divided by 10 at each of
+    ``epoch_milestones``. The background predictor joins at epoch ``bg_start``. Whole TPS transformations are
+    dropped (paper Eq. 7-8) while the epoch is below ``dropout_epoch``, with probability :meth:`dropout_p`.
+    ``dataloader_workers`` is the authors' data-loading setting, read and not used (``--workers`` decides)."""
+
+    num_epochs: int
+    num_repeats: int = 1
+    epoch_milestones: tuple[int, ...] = ()
+    lr_generator: float
+    batch_size: int
+    scales: tuple[float, ...] = (1,)
+    checkpoint_freq: int = 1
+    dataloader_workers: int | None = None
+    dropout_epoch: int = 0
+    dropout_maxp: float = 0.0
+    dropout_startp: float = 0.0
+    dropout_inc_epoch: int = 1
+    bg_start: int = 0
+    transform_params: TransformParams | None = None
+    loss_weights: TpsmmLossWeights = field(default_factory=TpsmmLossWeights)
+
+    def dropout_p(self, epoch: int) -> float:
+        """The probability of dropping each TPS transformation in 0-based ``epoch``: 0 from ``dropout_epoch`` on,
+        else ``dropout_startp`` raised by ``dropout_maxp`` every ``dropout_inc_epoch`` epochs, at most
+        ``dropout_maxp`` (the authors' rule: min(epoch / inc * maxp + startp, maxp))."""
+        if epoch >= self.dropout_epoch:
+            return 0.0
+        return float(min(epoch / self.dropout_inc_epoch * self.dropout_maxp + self.dropout_startp,
+                         self.dropout_maxp))
+
+
+@dataclass(frozen=True, kw_only=True)
+class AvdTrainParams:
+    """TPSMM's ``train_avd_params``: the second stage, which trains the AVD network alone (Adam with ``lr``,
+    divided by 10 at each of ``epoch_milestones``) on the frozen keypoint detector: it must give back the driving
+    keypoints from the source's keypoints and the driving keypoints scaled by a random factor in
+    [1 - random_scale, 1 + random_scale], loss weight ``lambda_shift``."""
+
+    num_epochs: int
+    num_repeats: int = 1
+    epoch_milestones: tuple[int, ...] = ()
+    lr: float
+    batch_size: int
+    checkpoint_freq: int = 1
+    dataloader_workers: int | None = None
+    lambda_shift: float = 1.0
+    random_scale: float = 0.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class TpsmmTrainingConfig:
+    """Everything TPSMM training reads from one yaml: the networks' :class:`TpsmmConfig`, ``train_params``,
+    ``train_avd_params`` (None when the yaml has none) and the dataset and visualizer sections."""
+
+    model: TpsmmConfig
+    train: TpsmmTrainParams
+    avd: AvdTrainParams | None
+    dataset: DatasetParams
+    visualizer: VisualizerParams
+
+    @property
+    def path(self) -> Path | None:
+        return self.model.path
+
+    @property
+    def frame_size(self) -> Size:
+        return self.dataset.frame_shape
+
+
+def _schedule(r: _Reader, values: dict[str, Any], key: str, lr: str) -> dict[str, Any]:
+    """The keys every training stage has: counts, milestones and its learning rate (the key ``lr``)."""
+    converted: dict[str, Any] = {name: r.integer(values[name], f"{key}.{name}", 1) for name in
+                                 ("num_epochs", "num_repeats", "batch_size", "checkpoint_freq") if name in values}
+    if "dataloader_workers" in values:
+        converted["dataloader_workers"] = r.integer(values["dataloader_workers"], f"{key}.dataloader_workers")
+    if lr in values:
+        converted[lr] = r.number(values[lr], f"{key}.{lr}")
+        if converted[lr] < 0:
+            raise r.error(f"{key}.{lr}", f"must be 0 or more, not {converted[lr]}")
+    converted["epoch_milestones"] = tuple(r.integer(v, f"{key}.epoch_milestones[{i}]")
+                                          for i, v in enumerate(values.get("epoch_milestones") or ()))
+    return converted
+
+
+def _tpsmm_loss_weights(r: _Reader, raw: Any) -> TpsmmLossWeights:
+    key = "train_params.loss_weights"
+    values = r.mapping(raw, key)
+    scalars = {name: r.number(values[name], f"{key}.{name}") for name in ("equivariance_value", "warp_loss", "bg")
+               if name in values}
+    perceptual = r.numbers(values.get("perceptual", ()), f"{key}.perceptual", VGG_LAYERS)
+    if len(perceptual) > VGG_LAYERS:
+        raise r.error(f"{key}.perceptual", f"has {len(perceptual)} weights but VGG19 gives {VGG_LAYERS} feature "
+                      "layers (relu1_1 ... relu5_1); give at most 5")
+    return r.build(TpsmmLossWeights, values, key, perceptual=perceptual, **scalars)
+
+
+def _tpsmm_train(r: _Reader, raw: Any) -> TpsmmTrainParams:
+    key = "train_params"
+    values = r.mapping(raw, key)
+    if not values:
+        raise ConfigError(f"config {r.where} has no train_params: TPSMM training reads its epochs, learning rate, "
+                          "dropout and loss weights from there; start from the authors' yaml (config/vox-256.yaml "
+                          "of their repository) or tests/fixtures/tpsmm-golden/tiny-vox.yaml")
+    converted = _schedule(r, values, key, "lr_generator")
+    for name in ("dropout_epoch", "bg_start"):
+        if name in values:
+            converted[name] = r.integer(values[name], f"{key}.{name}")
+    if "dropout_inc_epoch" in values:
+        converted["dropout_inc_epoch"] = r.integer(values["dropout_inc_epoch"], f"{key}.dropout_inc_epoch", 1)
+    for name in ("dropout_maxp", "dropout_startp"):
+        if name in values:
+            converted[name] = float(r.number(values[name], f"{key}.{name}"))
+            if not 0 <= converted[name] < 1:
+                raise r.error(f"{key}.{name}", f"is a probability of dropping a transformation: give a value in "
+                              f"[0, 1), not {converted[name]}")
+    transform = values.get("transform_params")
+    return r.build(TpsmmTrainParams, values, key, **converted,
+                   scales=_scales(r, values.get("scales", [1]), f"{key}.scales"),
+                   transform_params=None if transform is None else _transform(r, transform),
+                   loss_weights=_tpsmm_loss_weights(r, values.get("loss_weights")))
+
+
+def _avd_train(r: _Reader, raw: Any) -> AvdTrainParams | None:
+    key = "train_avd_params"
+    if raw is None:
+        return None
+    values = r.mapping(raw, key)
+    converted = _schedule(r, values, key, "lr")
+    if "lambda_shift" in values:
+        converted["lambda_shift"] = r.number(values["lambda_shift"], f"{key}.lambda_shift")
+    if "random_scale" in values:
+        converted["random_scale"] = r.number(values["random_scale"], f"{key}.random_scale")
+        if not 0 <= converted["random_scale"] < 1:
+            raise r.error(f"{key}.random_scale", f"must be in [0, 1) (scales from 1 - it to 1 + it), not "
+                          f"{converted['random_scale']}")
+    return r.build(AvdTrainParams, values, key, **converted)
+
+
+def tpsmm_training_config(model: TpsmmConfig) -> TpsmmTrainingConfig:
+    """The training sections of a TPSMM yaml (the authors' layout)."""
+    r = _Reader(model.path, model.name)
+    raw = model.raw
+    return TpsmmTrainingConfig(model=model, train=_tpsmm_train(r, raw.get("train_params")),
+                               avd=_avd_train(r, raw.get("train_avd_params")),
+                               dataset=_dataset(r, raw.get("dataset_params"), model),
+                               visualizer=_visualizer(r, raw.get("visualizer_params")))
+
+
+def load_any_training_config(name_or_path: str | Path) -> TrainingConfig | TpsmmTrainingConfig:
+    """Read a shipped config name or a yaml path of any family for training (the family told by
+    :func:`fomm_lab.engine.families.config_and_family`)."""
+    from ..engine.families import config_and_family
+
+    config, family = config_and_family(name_or_path)
+    if isinstance(config, TpsmmConfig):
+        return tpsmm_training_config(config)
+    if isinstance(config, ModelConfig):
+        return training_config(config)
+    raise ConfigError(f"config {name_or_path} is of the {family.name} family, which fomm-lab cannot train; "
+                      "training covers FOMM and TPSMM configs")

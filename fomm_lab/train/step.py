@@ -28,14 +28,44 @@ from .model import (
     detached,
     generator_adversarial_losses,
 )
-from .params import TrainingConfig
+from .params import TrainingConfig, TransformParams
 from .transforms import RandomTransform
 from .vgg import VGG19Features
 
 
-def step_generator(seed: int, step: int, rank: int) -> torch.Generator:
-    """The random source of one step's equivariance transform in one process."""
-    return torch.Generator().manual_seed(int(np.random.SeedSequence((seed, step, rank, 1)).generate_state(1)[0]))
+def step_generator(seed: int, step: int, rank: int, stream: int = 1) -> torch.Generator:
+    """The random source (a CPU generator) of one step in one process: ``stream`` 1 for the equivariance
+    transform, other numbers for the step's other draws (TPSMM's dropout, the AVD stage's scale)."""
+    return torch.Generator().manual_seed(
+        int(np.random.SeedSequence((seed, step, rank, stream)).generate_state(1)[0]))
+
+
+def equivariance_transform(params: TransformParams | None, batch: int, *, seed: int, index: int,
+                           process: distributed.Process) -> RandomTransform:
+    """The random transform of the equivariance losses at step ``index`` in this process (drawn from
+    :func:`step_generator`, so a resumed run draws the same ones)."""
+    if params is None:
+        raise ValueError("the equivariance losses need train_params.transform_params")
+    return RandomTransform(batch, params, generator=step_generator(seed, index, process.rank), device=process.device)
+
+
+def diverged_error(values: dict[str, float], index: int, last_checkpoint: Path | None) -> TrainingError:
+    """The error that stops a run whose loss ``values["loss"]`` became NaN or infinite at step ``index``."""
+    parts = ", ".join(f"{k} {v:.4g}" for k, v in values.items() if k != "loss")
+    where = f" ({last_checkpoint})" if last_checkpoint is not None else ""
+    return TrainingError(f"the loss became {values['loss']} at step {index + 1} ({parts}): the training diverged; "
+                         f"lower the learning rates or check the data, and resume from the last checkpoint{where}")
+
+
+def checked_values(losses: dict[str, torch.Tensor], total: torch.Tensor, index: int, process: distributed.Process,
+                   last_checkpoint: Path | None) -> dict[str, float]:
+    """The losses and their total as floats averaged over the processes; TrainingError (in every process, before
+    any weight changes) when the total is NaN or infinite."""
+    values = distributed.mean_over_processes(
+        {k: float(v.detach()) for k, v in losses.items()} | {"loss": float(total.detach())}, process)
+    if not math.isfinite(values["loss"]):
+        raise diverged_error(values, index, last_checkpoint)
+    return values
 
 
 class TrainingStep:
@@ -62,27 +92,16 @@ class TrainingStep:
     def transform(self, batch: int, index: int) -> RandomTransform | None:
         if not self.weights.uses_equivariance:
             return None
-        assert self.transform_params is not None
-        return RandomTransform(batch, self.transform_params, generator=step_generator(self.seed, index,
-                                                                                     self.process.rank),
-                               device=self.process.device)
+        return equivariance_transform(self.transform_params, batch, seed=self.seed, index=index, process=self.process)
 
-    def _diverged(self, values: dict[str, float], index: int) -> TrainingError:
-        parts = ", ".join(f"{k} {v:.4g}" for k, v in values.items() if k != "loss")
-        where = f" ({self.last_checkpoint})" if self.last_checkpoint is not None else ""
-        return TrainingError(f"the loss became {values['loss']} at step {index + 1} ({parts}): the training diverged; "
-                             f"lower the learning rates or check the data, and resume from the last checkpoint{where}")
-
-    def __call__(self, source: torch.Tensor, driving: torch.Tensor,
-                 index: int) -> tuple[dict[str, float], Generated]:
+    def __call__(self, source: torch.Tensor, driving: torch.Tensor, index: int,
+                 epoch: int = 0) -> tuple[dict[str, float], Generated]:
+        """``epoch`` (0-based) is not used by FOMM's step (TPSMM's depends on it)."""
         losses, generated = self.generator_full(source, driving, self.transform(source.shape[0], index))
         if self.gan:
             losses.update(generator_adversarial_losses(self.networks.discriminator, generated, self.weights))
         total = sum(losses.values(), source.new_zeros(()))
-        values = distributed.mean_over_processes(
-            {k: float(v.detach()) for k, v in losses.items()} | {"loss": float(total.detach())}, self.process)
-        if not math.isfinite(values["loss"]):
-            raise self._diverged(values, index)
+        values = checked_values(losses, total, index, self.process, self.last_checkpoint)
         optimizers = self.optimizers
         optimizers.generator.zero_grad(set_to_none=True)
         optimizers.kp_detector.zero_grad(set_to_none=True)

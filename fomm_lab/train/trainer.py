@@ -1,12 +1,15 @@
-"""``fomm-lab train``: the training loop of the paper (Sec. 3.3) on a dataset in the official layout.
+"""``fomm-lab train``: the training loop of the paper (Sec. 3.3) on a dataset in the official layout, for every
+family the engine knows (:mod:`fomm_lab.train.family`: FOMM, TPSMM and TPSMM's AVD stage, chosen from the config).
 
-Each step draws a batch of (source, driving) frame pairs, runs :class:`~fomm_lab.train.model.GeneratorFull`
-(keypoints, reconstruction, perceptual and equivariance losses) and, for the ``-adv`` configs, the
-generator's LSGAN and feature-matching terms; the generator and keypoint detector step together, then the
-discriminator steps on its LSGAN loss. Optimisers are Adam with betas (0.5, 0.999) and the learning rates of
-``train_params``, divided by 10 at each of ``epoch_milestones``; an epoch is ``num_repeats`` passes over the
-training videos (identities, with ``id_sampling``), in batches of ``batch_size`` (the last partial batch
-dropped).
+For FOMM (:mod:`fomm_lab.train.fomm`) each step draws a batch of (source, driving) frame pairs, runs
+:class:`~fomm_lab.train.model.GeneratorFull` (keypoints, reconstruction, perceptual and equivariance losses) and,
+for the ``-adv`` configs, the generator's LSGAN and feature-matching terms; the generator and keypoint detector
+step together, then the discriminator steps on its LSGAN loss. Optimisers are Adam with betas (0.5, 0.999) and the
+learning rates of ``train_params``, divided by 10 at each of ``epoch_milestones``; an epoch is ``num_repeats``
+passes over the training videos (identities, with ``id_sampling``), in batches of ``batch_size`` (the last
+partial batch dropped). A TPSMM config trains the Thin-Plate Spline Motion Model the same way with its own
+networks, losses and optimisers (:mod:`fomm_lab.train.tpsmm`); with ``avd`` its second stage, the AVD network,
+on a first-stage checkpoint (``train_avd_params``).
 
 What a run folder ``RUN`` holds (only process 0 writes):
 
@@ -25,7 +28,6 @@ weights (fine-tuning; a registry name such as ``vox`` is downloaded first).
 
 from __future__ import annotations
 
-import bisect
 import json
 import logging
 import shutil
@@ -42,27 +44,15 @@ from ..errors import CheckpointError, ConfigError, DatasetError, Remedy, Trainin
 from ..hub.registry import MODELS, RemoteFile
 from ..io.atomic import atomic_output
 from . import distributed
-from .checkpoint import (
-    LAST,
-    Optimizers,
-    RunState,
-    epoch_checkpoint_name,
-    load_networks,
-    load_optimizers,
-    read_training_checkpoint,
-    run_state,
-    save_checkpoint,
-)
-from .model import TrainingNetworks, build_training_networks
-from .params import TrainingConfig, load_training_config
-from .step import TrainingStep
+from .checkpoint import LAST, NamedModules, RunState, epoch_checkpoint_name, run_state, save_checkpoint
+from .family import BETAS as BETAS
+from .family import LR_DROP as LR_DROP
+from .family import TrainingFamily
+from .family import lr_at as lr_at
+from .params import TpsmmTrainingConfig, TrainingConfig, load_any_training_config
 
 log = logging.getLogger(__name__)
 
-BETAS = (0.5, 0.999)
-"""Adam's betas in the paper's training."""
-LR_DROP = 0.1
-"""Factor applied to the learning rates at each milestone epoch."""
 LOG_NAME = "log.jsonl"
 VIS_FOLDER = "train-vis"
 
@@ -79,7 +69,8 @@ class TrainOptions:
     num_repeats: replace the yaml's values. num_workers: data-loading processes per training process.
     visualize_every / checkpoint_every: steps between pictures / checkpoints (0: only at epoch ends).
     perceptual_weights: the VGG19 weights -- None: the registry's ``vgg19`` (fetched once into the cache), a
-    file, or another registry entry (a private mirror). progress: show progress bars.
+    file, or another registry entry (a private mirror). progress: show progress bars. avd: train TPSMM's second
+    stage, the AVD network (``train_avd_params``), on the frozen networks of ``checkpoint``.
     """
 
     config: str | Path
@@ -99,6 +90,7 @@ class TrainOptions:
     cache_dir: Path | None = None
     perceptual_weights: Path | RemoteFile | None = None
     progress: bool = True
+    avd: bool = False
 
 
 @dataclass
@@ -114,7 +106,7 @@ class TrainResult:
     interrupted: bool = False
     main: bool = True
     """Whether this process is the one that wrote (rank 0)."""
-    networks: TrainingNetworks | None = field(default=None, repr=False)
+    networks: NamedModules | None = field(default=None, repr=False)
     """The trained networks, in this process (train mode, on the run's device)."""
 
     @property
@@ -123,11 +115,6 @@ class TrainResult:
 
 
 Say = Callable[[str], None]
-
-
-def lr_at(base: float, milestones: tuple[int, ...], epoch: int) -> float:
-    """The learning rate of 0-based ``epoch``: ``base`` divided by 10 for each milestone at or before it."""
-    return base * LR_DROP ** bisect.bisect_right(sorted(milestones), epoch)
 
 
 def epoch_batches(n: int, *, epoch: int, seed: int, global_batch: int, process: distributed.Process,
@@ -158,11 +145,7 @@ def resolve_checkpoint(value: str | Path, cache_dir: Path | None, progress: bool
     return path
 
 
-def _vgg_layers(weights: tuple[float, ...]) -> int:
-    return max(i for i, w in enumerate(weights) if w != 0) + 1
-
-
-def _load_vgg(options: TrainOptions, config: TrainingConfig, device: torch.device):
+def _load_vgg(options: TrainOptions, layers: int, device: torch.device):
     from .vgg import ensure_vgg19, load_vgg19
 
     weights = options.perceptual_weights
@@ -170,24 +153,22 @@ def _load_vgg(options: TrainOptions, config: TrainingConfig, device: torch.devic
         path = weights
     else:
         path = ensure_vgg19(options.cache_dir, progress=options.progress, entry=weights)
-    return load_vgg19(path, _vgg_layers(config.train.loss_weights.perceptual)).to(device)
+    return load_vgg19(path, layers).to(device)
 
 
-def _check_config(config: TrainingConfig) -> None:
-    from .visualize import check_colormap
+def training_family(config: TrainingConfig | TpsmmTrainingConfig, avd: bool = False) -> TrainingFamily:
+    """The training stage of ``config``'s family (:mod:`fomm_lab.train.family`); ``avd``: TPSMM's second stage
+    (ConfigError for a FOMM config, which has no AVD network)."""
+    if isinstance(config, TpsmmTrainingConfig):
+        from .tpsmm import AvdTraining, TpsmmTraining
 
-    w = config.train.loss_weights
-    if not (w.uses_perceptual or w.uses_equivariance or w.generator_gan != 0):
-        raise ConfigError(f"config {config.path}: every generator loss weight in train_params.loss_weights is 0 "
-                          "(perceptual, equivariance_value, equivariance_jacobian, generator_gan): nothing to train")
-    check_colormap(config.visualizer.colormap)
-    if w.equivariance_jacobian != 0 and not config.model.common.estimate_jacobian:
-        raise ConfigError(f"config {config.path}: train_params.loss_weights.equivariance_jacobian is "
-                          f"{w.equivariance_jacobian} but the model estimates no jacobians "
-                          "(model_params.common_params.estimate_jacobian: false); set it to 0")
-    if w.uses_equivariance and config.train.transform_params is None:
-        raise ConfigError(f"config {config.path}: the equivariance losses need train_params.transform_params "
-                          "(sigma_affine, sigma_tps, points_tps)")
+        return AvdTraining(config) if avd else TpsmmTraining(config)
+    if avd:
+        raise ConfigError(f"config {config.path or config.model.name} is a First Order Motion Model: --avd trains the "
+                          "AVD network of a Thin-Plate Spline Motion Model (a TPSMM config, with train_avd_params)")
+    from .fomm import FommTraining
+
+    return FommTraining(config)
 
 
 def _truncate_log(path: Path, step: int) -> None:
@@ -210,10 +191,11 @@ class _Run:
 
     def __init__(self, options: TrainOptions, process: distributed.Process, say: Say) -> None:
         self.options, self.process, self.say = options, process, say
-        self.config = load_training_config(options.config)
+        self.config = load_any_training_config(options.config)
         check_frame_size(self.config.model)
-        _check_config(self.config)
-        self.params = self.config.train
+        self.family = training_family(self.config, options.avd)
+        self.family.check()
+        self.params = self.family.schedule
         self.out = Path(options.out)
         self.main = process.main
 
@@ -249,40 +231,21 @@ class _Run:
                                           Remedy("choose another run folder ({})", "train.out", "RUN")])
         if self.options.checkpoint is not None:
             return resolve_checkpoint(self.options.checkpoint, self.options.cache_dir, self.options.progress), False
+        if self.family.needs_start:
+            raise TrainingError("the AVD stage trains the AVD network on a trained TPSMM: give the first stage's "
+                                "checkpoint (--checkpoint FILE), or resume an AVD run (--resume)")
         return None, False
 
-    def networks(self, start: Path | None, resumed: bool) -> tuple[TrainingNetworks, dict | None]:
+    def networks(self, start: Path | None, resumed: bool) -> tuple[NamedModules, dict | None]:
         torch.manual_seed(self.options.seed)
-        networks = build_training_networks(self.config, device="cpu")
-        data = None
-        if start is not None:
-            data = read_training_checkpoint(start)
-            label = str(self.config.path or self.config.model.name)
-            load_networks(data, start, networks, label, need_discriminator=resumed)
-            if self.main:
-                self.say(f"{'resuming' if resumed else 'starting from the weights of'} {start}")
+        data = self.family.read_checkpoint(start) if start is not None else None
+        networks = self.family.build(data, start, resumed)
+        if start is not None and self.main:
+            self.say(f"{'resuming' if resumed else 'starting from the weights of'} {start}")
         for module in networks.named().values():
             module.to(self.process.device)
             distributed.synchronise_batchnorm(module, self.process)
         return networks, data
-
-    def optimizers(self, networks: TrainingNetworks) -> Optimizers:
-        p = self.params
-        return Optimizers(
-            generator=torch.optim.Adam(networks.generator.parameters(), lr=p.lr_generator, betas=BETAS),
-            kp_detector=torch.optim.Adam(networks.kp_detector.parameters(), lr=p.lr_kp_detector, betas=BETAS),
-            discriminator=torch.optim.Adam(networks.discriminator.parameters(), lr=p.lr_discriminator, betas=BETAS))
-
-    def set_learning_rates(self, optimizers: Optimizers, epoch: int) -> dict[str, float]:
-        p = self.params
-        rates = {"generator": lr_at(p.lr_generator, p.epoch_milestones, epoch),
-                 "kp_detector": lr_at(p.lr_kp_detector, p.epoch_milestones, epoch),
-                 "discriminator": lr_at(p.lr_discriminator, p.epoch_milestones, epoch)}
-        for name, optimizer in (("generator", optimizers.generator), ("kp_detector", optimizers.kp_detector),
-                                ("discriminator", optimizers.discriminator)):
-            for group in optimizer.param_groups:
-                group["lr"] = rates[name]
-        return rates
 
     # ---------------------------------------------------------------------------------------- running
 
@@ -290,8 +253,7 @@ class _Run:
         from torch.utils.data import DataLoader
         from tqdm.auto import tqdm
 
-        options, process, p = self.options, self.process, self.params
-        weights = p.loss_weights
+        options, process, p, family = self.options, self.process, self.params, self.family
         if self.main:
             self.out.mkdir(parents=True, exist_ok=True)
         start, resumed = self.starting_point()
@@ -306,10 +268,10 @@ class _Run:
                                "raise num_repeats")
         num_epochs = options.epochs or p.num_epochs
         networks, data = self.networks(start, resumed)
-        optimizers = self.optimizers(networks)
+        optimizers = family.optimizers(networks)
         state = RunState(seed=options.seed, batch_size=global_batch, world_size=process.world_size)
         if resumed and data is not None:
-            load_optimizers(data, start or self.out / LAST, optimizers)
+            family.load_optimizers(data, start or self.out / LAST, optimizers)
             state = run_state(data)
             if state.step is None:
                 state = RunState(epoch=state.epoch, step=state.epoch * steps_per_epoch)
@@ -322,10 +284,9 @@ class _Run:
                          batch_size=global_batch, world_size=process.world_size)
         del data
 
-        vgg = _load_vgg(options, self.config, process.device) if weights.uses_perceptual else None
-        train_step = TrainingStep(self.config, networks, optimizers, vgg, process, seed=seed,
-                                  last_checkpoint=self.out / LAST)
-        networks.train(True)
+        vgg = _load_vgg(options, family.vgg_layers, process.device) if family.vgg_layers else None
+        train_step = family.step(networks, optimizers, vgg, process, seed=seed, last_checkpoint=self.out / LAST)
+        family.train_mode(networks)
 
         log_path = self.out / LOG_NAME
         if self.main:
@@ -359,7 +320,7 @@ class _Run:
         try:
             with open(log_path, "a", encoding="utf-8") if self.main else _NoLog() as log_file:
                 while epoch < num_epochs and step < target:
-                    rates = self.set_learning_rates(optimizers, epoch)
+                    rates = family.set_learning_rates(optimizers, epoch)
                     dataset.set_epoch(epoch)
                     indices = epoch_batches(len(dataset), epoch=epoch, seed=seed, global_batch=global_batch,
                                             process=process, skip=epoch_step)
@@ -369,7 +330,7 @@ class _Run:
                     for batch in loader:
                         source = batch["source"].to(process.device, non_blocking=True)
                         driving = batch["driving"].to(process.device, non_blocking=True)
-                        values, generated = train_step(source, driving, step)
+                        values, generated = train_step(source, driving, step, epoch)
                         step += 1
                         epoch_step += 1
                         losses = {k: v for k, v in values.items() if k != "loss"}
@@ -409,9 +370,8 @@ class _Run:
 
     def picture(self, batch: dict, generated, step: int) -> None:
         from ..io.image import save_png
-        from .visualize import training_picture
 
-        image = training_picture(batch["source"], batch["driving"], generated, self.config.visualizer)
+        image = self.family.picture(batch, generated)
         save_png(self.out / VIS_FOLDER / f"step-{step:08d}.png", image)
 
 

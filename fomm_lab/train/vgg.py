@@ -77,6 +77,13 @@ class VGG19Features(nn.Module):
         return taps
 
 
+def vgg_layers_for(weights: tuple[float, ...]) -> int:
+    """How many of the feature layers (relu1_1 ...) a perceptual loss with these per-layer weights reads: up to
+    the deepest one with a weight other than 0 (at least 1)."""
+    used = [i for i, w in enumerate(weights) if w != 0]
+    return max(used) + 1 if used else 1
+
+
 def published_names(layers: int = len(FEATURE_LAYERS)) -> dict[str, tuple[int, ...]]:
     """Names and shapes of the published file's tensors that :class:`VGG19Features` (``layers``) uses."""
     return {name: tuple(t.shape) for name, t in VGG19Features(layers).state_dict().items()}

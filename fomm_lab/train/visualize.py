@@ -74,8 +74,11 @@ def training_picture(source: torch.Tensor, driving: torch.Tensor, generated: Gen
     if generated.transformed_frame is not None and generated.transformed_kp is not None:
         columns.append(with_kp(generated.transformed_frame, generated.transformed_kp.value))
     columns.append(with_kp(driving, generated.kp_driving.value))
-    with torch.no_grad():
-        deformed = warp(source[:rows].detach(), generated.deformation[:rows].detach())
+    if generated.deformed is not None:
+        deformed = generated.deformed[:rows]
+    else:
+        with torch.no_grad():
+            deformed = warp(source[:rows].detach(), generated.deformation[:rows].detach())
     columns += [to_images(deformed, rows), to_images(generated.prediction, rows)]
     if generated.occlusion_map is not None:
         occlusion = F.interpolate(generated.occlusion_map[:rows].detach().float(), size=(h, w), mode="bilinear")

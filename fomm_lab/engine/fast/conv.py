@@ -7,6 +7,10 @@ In float32 on the CPU, 3x3 and 2x2 convolutions on large enough inputs use Winog
 (:mod:`.winograd`, once :func:`~fomm_lab.engine.fast.fuse.enable_winograd` has allowed it). Eagerly, each
 kernel transform is made the first time its convolution gets such an input and kept, so a model only holds the
 transforms its frame size uses; a compiled graph computes them per call instead and holds none.
+
+Which exact form runs is, by default, the fixed rule below (Winograd between :data:`WINOGRAD_MIN_PIXELS` and
+:data:`WINOGRAD_MAX_PIXELS` output pixels, else oneDNN's direct convolution). :mod:`.tune` replaces the rule by the
+form measured fastest on this machine for each input a convolution gets (:attr:`FusedConv.forms`, :data:`FORMS`).
 """
 
 from __future__ import annotations
@@ -30,6 +34,22 @@ once per source) the transformed tiles would take more memory than the networks'
 kernels of the up-blocks the transforms of F(3x3, 2x2) cost as much time as they save there."""
 
 
+FORMS = ("direct", "winograd", "channels_last", "contiguous")
+"""The exact forms a fused convolution can run (all compute the same convolution; they differ in float rounding
+only): ``direct``, oneDNN's convolution in the input's own memory layout; ``winograd``, Winograd's minimal
+filtering (:mod:`.winograd`; float32 on the CPU, where :meth:`FusedConv.enable_winograd` allowed it);
+``channels_last``, an NCHW input convolved in channels-last layout and the output given back as NCHW;
+``contiguous``, a channels-last input convolved in NCHW layout and the output given back as channels-last."""
+
+
+def input_signature(x: torch.Tensor) -> tuple[tuple[int, ...], torch.dtype, bool, torch.dtype | None]:
+    """What the choice of a form depends on besides the convolution: the input's shape (N, C, H, W), dtype,
+    whether it is channels-last, and the CPU autocast precision in force (None: autocast off)."""
+    last = x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    autocast = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None
+    return tuple(x.shape), x.dtype, last, autocast
+
+
 def plain_ops() -> bool:
     """True while the networks are being exported or traced (ONNX, torch.export, TorchScript): the
     fused blocks then use only standard operators (no Winograd, no ``as_strided``)."""
@@ -45,6 +65,9 @@ class FusedConv(nn.Module):
     kernel transform (``winograd_kernels``, 4x the weight) is made by the first such call that runs eagerly and
     kept; it is derived data, which copies and pickles leave out. Under a compiler the graph computes it per
     call, so a compiled model holds none.
+
+    ``forms``: the form measured fastest on this machine for each :func:`input_signature` (set by :mod:`.tune`;
+    None or an input not in it: the fixed rule). Eager calls only: exports and compiled graphs keep the rule.
     """
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor, padding: int | tuple[int, int], *,
@@ -58,6 +81,7 @@ class FusedConv(nn.Module):
         self.groups = groups
         self.winograd: WinogradPlan | None = None
         self.winograd_kernels: torch.Tensor | None = None
+        self.forms: dict[tuple, str] | None = None
 
     @classmethod
     def from_conv(cls, conv: nn.Conv2d, norm: nn.BatchNorm2d | None = None) -> FusedConv:
@@ -89,17 +113,41 @@ class FusedConv(nn.Module):
         self.winograd = WinogradPlan(kh, device=self.weight.device)
         return True
 
-    def _use_winograd(self, x: torch.Tensor) -> bool:
+    def winograd_applies(self, x: torch.Tensor) -> bool:
+        """True when Winograd's algorithm can compute this call (allowed, float32 on the CPU, no autocast, not
+        exporting), whatever the input's size."""
         if self.winograd is None or self.weight.dtype != torch.float32 or x.dtype != torch.float32:
             return False
-        if x.device.type != "cpu" or x.dim() != 4 or torch.is_autocast_enabled("cpu") or plain_ops():
-            return False
+        return x.device.type == "cpu" and x.dim() == 4 and not torch.is_autocast_enabled("cpu") and not plain_ops()
+
+    def default_form(self, x: torch.Tensor) -> str:
+        """The untuned rule: ``winograd`` where it applies on outputs of :data:`WINOGRAD_MIN_PIXELS` to
+        :data:`WINOGRAD_MAX_PIXELS` pixels, else ``direct``."""
+        if not self.winograd_applies(x):
+            return "direct"
         pad, r = self.padding if isinstance(self.padding, int) else 0, self.weight.shape[-1]
         pixels = (x.shape[2] + 2 * pad - r + 1) * (x.shape[3] + 2 * pad - r + 1)
-        return WINOGRAD_MIN_PIXELS <= pixels <= WINOGRAD_MAX_PIXELS
+        return "winograd" if WINOGRAD_MIN_PIXELS <= pixels <= WINOGRAD_MAX_PIXELS else "direct"
+
+    def form(self, x: torch.Tensor) -> str:
+        """The form this call runs (:data:`FORMS`): the tuned one for this input where :attr:`forms` has it (and
+        it applies), else :meth:`default_form`."""
+        if self.forms and not plain_ops() and not torch.compiler.is_compiling():
+            tuned = self.forms.get(input_signature(x))
+            if (tuned == "winograd" and self.winograd_applies(x)) or tuned in ("direct", "channels_last", "contiguous"):
+                return tuned
+        return self.default_form(x)
+
+    def _use_winograd(self, x: torch.Tensor) -> bool:
+        return self.form(x) == "winograd"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self._use_winograd(x):
+        form = self.form(x)
+        if form == "channels_last":
+            return self._direct(x.contiguous(memory_format=torch.channels_last)).contiguous()
+        if form == "contiguous":
+            return self._direct(x.contiguous()).contiguous(memory_format=torch.channels_last)
+        if form == "winograd":
             plan = self.winograd
             assert plan is not None and isinstance(self.padding, int)  # enable_winograd allows symmetric padding only
             if torch.compiler.is_compiling():
@@ -109,6 +157,9 @@ class FusedConv(nn.Module):
                     self.winograd_kernels = plan.kernels(self.weight)
                 kernels = self.winograd_kernels
             return plan(x, kernels, self.bias, self.padding)
+        return self._direct(x)
+
+    def _direct(self, x: torch.Tensor) -> torch.Tensor:
         return F.conv2d(x, self.weight, self.bias, stride=self.stride, padding=self.padding, dilation=self.dilation,
                         groups=self.groups)
 

@@ -150,6 +150,8 @@ def _on(keypoints: Keypoints, device: torch.device) -> Keypoints:
 def _check_fits(exported: ExportedModel, model: FommModel) -> None:
     size = tuple(model.frame_size)
     problems = []
+    if exported.family != model.family:
+        problems.append(f"a {exported.family} model vs a {model.family} model")
     if exported.frame_size != size:
         problems.append(f"frame size {exported.frame_size[0]}x{exported.frame_size[1]} vs {size[0]}x{size[1]}")
     if exported.num_kp != model.config.common.num_kp:

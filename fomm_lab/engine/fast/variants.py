@@ -11,6 +11,9 @@
   whose range is too small for un-normalised heatmap logits;
 * ``compile``: torch.compile of the per-frame networks (the first frames take a minute or more);
 * backend ``openvino``: the ONNX graphs of the float32 networks compiled by OpenVINO (:mod:`.openvino`).
+
+On the CPU each fused convolution runs the exact form measured fastest on this machine where it has been tuned
+(:mod:`.tune`), else the fixed rule of :class:`~.conv.FusedConv`.
 """
 
 from __future__ import annotations
@@ -28,17 +31,31 @@ from ..fomm_networks import FommNetworks
 from ..nets import KPDetector, OcclusionAwareGenerator
 from .backends import BACKENDS
 from .fuse import enable_winograd, fuse_for_inference, mark_channels_last_output
+from .tune import use_tuning
 
 if TYPE_CHECKING:
     from ..model import FommModel
 
 
 def inference_networks(model: MotionModel, *, dtype: torch.dtype = torch.float32, backend: str = "torch",
-                       compile: bool = False) -> InferenceNetworks:
+                       compile: bool = False, tune: bool | None = None, batch_size: int = 1) -> InferenceNetworks:
     """The networks ``backend`` runs for ``model`` in ``dtype`` (its ``dtype`` says what it runs: OpenVINO falls
     back to float32 where the CPU lacks a native reduced precision), built once per variant.
 
-    Families other than FOMM build their torch variants themselves (their ``inference_networks``)."""
+    Families other than FOMM build their torch variants themselves (their ``inference_networks``).
+
+    On the CPU, the torch networks' fused convolutions run the forms tuned for this machine (:mod:`.tune`):
+    tune None: from the tuning cache when it holds a valid file for this machine, thread count and precision
+    (else the untuned rule); True: measure what the cache lacks first (seconds; ``batch_size`` driving frames per
+    batch); False: the untuned rule. Compiled graphs keep the untuned rule (the choices are measured eagerly)."""
+    nets = _networks(model, dtype, backend, compile)
+    if backend == "torch" and model.device.type == "cpu":
+        eager = nets if not compile else _networks(model, dtype, backend, False)
+        use_tuning(model, eager, dtype, tune=tune, batch_size=batch_size)
+    return nets
+
+
+def _networks(model: MotionModel, dtype: torch.dtype, backend: str, compile: bool) -> InferenceNetworks:
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if backend == "openvino":

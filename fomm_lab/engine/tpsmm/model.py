@@ -320,8 +320,16 @@ def load_tpsmm(config: TpsmmConfig | str | Path, checkpoint: str | Path | None =
 
 
 def _load_weights(cfg: TpsmmConfig, path: Path, bg_predictor: bool) -> TpsmmNets:
-    data = read_tpsmm_checkpoint(path)
-    wanted = ["kp_detector", "dense_motion_network", "inpainting_network", "avd_network"]
+    return networks_from_checkpoint(cfg, path, read_tpsmm_checkpoint(path), bg_predictor=bg_predictor)
+
+
+def networks_from_checkpoint(cfg: TpsmmConfig, path: Path, data: dict, *, bg_predictor: bool,
+                             avd: bool = True) -> TpsmmNets:
+    """The networks of ``cfg`` with the weights of the checkpoint dict ``data`` (read from ``path`` by
+    :func:`~.checkpoint.read_tpsmm_checkpoint`), loaded strictly, in train mode on the CPU: the three inference
+    networks, ``avd_network`` when ``avd`` and the file has it, ``bg_predictor`` when asked (CheckpointError when
+    the file has none). The widths the yaml cannot state come from the file (:class:`Widths`)."""
+    wanted = ["kp_detector", "dense_motion_network", "inpainting_network"] + (["avd_network"] if avd else [])
     if bg_predictor:
         if "bg_predictor" not in data:
             raise CheckpointError(f"checkpoint {path} has no bg_predictor (the config's bg is {cfg.common.bg}): the "

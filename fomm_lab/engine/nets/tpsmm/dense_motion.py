@@ -132,9 +132,10 @@ class DenseMotionNetwork(nn.Module):
         return deformed.view(batch, count, -1, height, width)
 
     def forward(self, source: SourceMotion, kp_driving: torch.Tensor, bg_param: torch.Tensor | None = None,
-                dropout_p: float = 0.0) -> DenseMotion:
+                dropout_p: float = 0.0, dropout_generator: torch.Generator | None = None) -> DenseMotion:
         """The flow and masks for driving keypoints (N, 5K, 2) (the per-frame work). ``dropout_p`` > 0: the
-        training-time dropout of whole TPS transformations (Eq. 7-8)."""
+        training-time dropout of whole TPS transformations (Eq. 7-8), drawn from ``dropout_generator`` (None: the
+        global random source)."""
         batch = kp_driving.shape[0]
         with _float32(kp_driving):
             kp_driving = kp_driving.float()
@@ -148,7 +149,8 @@ class DenseMotionNetwork(nn.Module):
         logits = self.maps(outs[-1])
         with _float32(kp_driving):
             logits = logits.float()
-            contribution = dropout_softmax(logits, dropout_p) if dropout_p > 0 else F.softmax(logits, dim=1)
+            contribution = (dropout_softmax(logits, dropout_p, dropout_generator) if dropout_p > 0
+                            else F.softmax(logits, dim=1))
             weighted = transformations.permute(0, 1, 4, 2, 3) * contribution.unsqueeze(2)
             deformation = weighted.sum(dim=1).permute(0, 2, 3, 1)
         return DenseMotion(deformation, self.occlusion_masks(outs), contribution, transformations, deformed)
@@ -169,8 +171,11 @@ class DenseMotionNetwork(nn.Module):
 
 def dropout_softmax(logits: torch.Tensor, p: float, generator: torch.Generator | None = None) -> torch.Tensor:
     """Softmax over the K + 1 transformations in which each TPS transformation (not the background) is dropped
-    for a whole sample with probability ``p`` (training only; paper Eq. 7-8). logits: (N, K + 1, h, w)."""
-    keep = (torch.rand(logits.shape[:2], generator=generator, device=logits.device) < 1 - p).to(logits.dtype)
+    for a whole sample with probability ``p`` (training only; paper Eq. 7-8). logits: (N, K + 1, h, w). The draws
+    are made on ``generator``'s device (a CPU generator serves logits on any device)."""
+    where = generator.device if generator is not None else logits.device
+    draws = torch.rand(logits.shape[:2], generator=generator, device=where).to(logits.device)
+    keep = (draws < 1 - p).to(logits.dtype)
     keep[:, 0] = 1
     weights = (logits - logits.max(1, keepdim=True).values).exp() * keep[:, :, None, None]
     return weights / (weights.sum(dim=1, keepdim=True) + 1e-6)

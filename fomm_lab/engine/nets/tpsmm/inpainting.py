@@ -84,6 +84,15 @@ class InpaintingNetwork(nn.Module):
             mask = F.interpolate(mask, size=features.shape[2:], mode="bilinear", align_corners=True)
         return features * mask
 
+    def mask_levels(self, maps: list[torch.Tensor], occlusion: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Maps of the encoder's levels (finest first, as :meth:`encode` gives them: e_0 .. e_D) each multiplied by
+        the occlusion mask :meth:`decode` applies to that level: e_l by ``occlusion[D - l]`` with ``multi_mask``
+        (the coarsest level by the first mask, the finest by the last), else by the single mask resized. For the
+        training's warp loss (paper Sec. 3.5)."""
+        depth = len(maps) - 1
+        return [self._occlude(level_map, occlusion[depth - level if self.multi_mask else 0])
+                for level, level_map in enumerate(maps)]
+
     def decode(self, source: torch.Tensor, encoded: list[torch.Tensor], deformation: torch.Tensor,
                occlusion: list[torch.Tensor]) -> torch.Tensor:
         """The prediction from the source (1 or N, C, H, W), its features (:meth:`encode`), the flow (N, h, w, 2)

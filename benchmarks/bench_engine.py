@@ -1,7 +1,8 @@
 """Engine speed and memory: the paper's animation loop against the Animator's modes, side by side in one process.
 
 Random weights of a shipped config (default vox-256: no checkpoint download needed), a smooth synthetic
-256x256 driving clip, 1 thread, CPU time (``time.process_time``; wall time with synchronisation on CUDA).
+256x256 driving clip, 1 thread, CPU time (``time.process_time``; wall time at --threads 2 or more, and with
+synchronisation on CUDA).
 
 Rows:
   (a) the paper demo's ``make_animation`` as written (reimplemented here on the checkpoint-form networks,
@@ -33,8 +34,9 @@ multiplications count as done, so a row can pass 100 %). The "-tuned" rows run t
 
 Targets (issue 14): float32 >= 1.9x (a); bfloat16 >= 8x (a) at >= 40 dB; peak RSS <= 800 MB for bfloat16
 eager and <= 1000 MB for every compiled mode. Issue 27: float32 >= 70 % of the float32 ceiling, bfloat16 >= 60 %
-of the bfloat16 ceiling where the CPU has it natively. PaddleGAN's models: vox-mobile-256's live step (e) <= 40 ms;
-vox-512 at most 4.5x vox-256's float32 time per frame (--config vox-512 --baseline vox-256 prints the ratio).
+of the bfloat16 ceiling where the CPU has it natively; vox-mobile-256's live step (e) at --threads 2 <= 40 ms on an
+AMX CPU (25 fps), <= 100 ms (10 fps) on one with AVX512-BF16 and no AMX. PaddleGAN's vox-512: at most 4.5x
+vox-256's float32 time per frame (--config vox-512 --baseline vox-256 prints the ratio).
 Streaming memory: --rss-growth 60 600 prints the float32 peak RSS after 60 and 600 frames (growth < 100 MB).
 
 usage: python benchmarks/bench_engine.py [--config vox-256] [--baseline CONFIG] [--frames 12] [--short 6]
@@ -117,16 +119,17 @@ def clip(frames: int, size: tuple[int, int] = (256, 256), seed: int = 0) -> list
 
 
 class Clock:
-    """CPU time of this process; on CUDA, wall time after synchronising the device."""
+    """CPU time of this process at one thread (steady under other load); wall time at more threads (CPU time would
+    sum the threads) and on CUDA (after synchronising the device)."""
 
-    def __init__(self, device: torch.device):
+    def __init__(self, device: torch.device, threads: int = 1):
         self.cuda = device.type == "cuda"
+        self.wall = self.cuda or threads > 1
 
     def __call__(self) -> float:
         if self.cuda:
             torch.cuda.synchronize()
-            return time.perf_counter()
-        return time.process_time()
+        return time.perf_counter() if self.wall else time.process_time()
 
 
 @torch.no_grad()
@@ -334,7 +337,7 @@ def main() -> None:
         return
 
     device = torch.device(args.device)
-    clock = Clock(device)
+    clock = Clock(device, args.threads)
     modes = args.modes.split(",") if args.modes else (CUDA_MODES if device.type == "cuda" else CPU_MODES)
     unknown = [m for m in modes if m not in MODES]
     if unknown:
@@ -393,7 +396,8 @@ def main() -> None:
 
     base_long, base_short = rows[0].long_ms, rows[0].short_ms
     assert base_long is not None and base_short is not None
-    timing = "wall time (synchronised)" if device.type == "cuda" else "CPU time"
+    timing = ("wall time (synchronised)" if device.type == "cuda" else
+              f"wall time, {args.threads} threads" if clock.wall else "CPU time")
     print(machine_line(device, rates))
     print(f"FLOPs per frame: paper loop {paper_flops:.1f} GFLOP (keypoint detector + whole generator), Animator "
           f"{frame_flops:.1f} GFLOP (keypoint detector + dense motion + decoder, direct convolutions)")
@@ -425,7 +429,7 @@ def main() -> None:
     if args.baseline:
         _baseline(args, rows, clock)
     if model.family == "fomm":
-        _targets(rows, base_long, args.config, rates)
+        _targets(rows, base_long, args.config, rates, wall=clock.wall)
     else:
         print(f"\n(issue 14's targets are FOMM's; {model.family} rows are for comparison)")
 
@@ -452,8 +456,10 @@ def _baseline(args: argparse.Namespace, rows: list[Row], clock: Clock) -> None:
           f"{ours.long_ms / base_ms:.2f}x")
 
 
-def _targets(rows: list[Row], base: float, config: str, rates: dict[torch.dtype, float]) -> None:
-    """Say which of issue 14's and issue 27's targets (and, for vox-mobile-256, PaddleGAN's) this run meets."""
+def _targets(rows: list[Row], base: float, config: str, rates: dict[torch.dtype, float], wall: bool = False) -> None:
+    """Say which of issue 14's and issue 27's targets (and, for vox-mobile-256, PaddleGAN's) this run meets.
+    ``wall``: times are wall time at several threads, whose level swings between runs (docs/performance.md), too
+    noisy to compare the live step with animate(): that check then needs --threads 1."""
     by_name = {row.name: row for row in rows}
     checks: list[tuple[str, Callable[[Row], bool], list[str]]] = [
         ("float32 >= 1.9x (a)", lambda r: base / r.long_ms >= 1.9, ["Animator float32", "Animator float32-compiled"]),
@@ -472,13 +478,19 @@ def _targets(rows: list[Row], base: float, config: str, rates: dict[torch.dtype,
         if cpu_has_native_bfloat16():
             checks.append(("bfloat16 >= 60 % of the bfloat16 ceiling", lambda r: share(r) >= 0.6,
                            ["Animator bfloat16", "Animator bfloat16-tuned", "Animator bfloat16-compiled"]))
-        checks.append(("live step never slower per frame than animate() (5 % timing noise allowed)",
-                       lambda r: r.long_ms <= 1.05 * by_name[r.name.replace("(e) live step(), ", "Animator ")].long_ms,
-                       [n for n in by_name if n.startswith("(e)")
-                        and n.replace("(e) live step(), ", "Animator ") in by_name]))
+        if wall:
+            print("target live step never slower per frame than animate(): compare at --threads 1 (CPU time)")
+        else:
+            checks.append(("live step never slower per frame than animate() (5 % timing noise allowed)",
+                           lambda r: r.long_ms <= 1.05 * by_name[r.name.replace("(e) live step(), ", "Animator ")].long_ms,
+                           [n for n in by_name if n.startswith("(e)")
+                            and n.replace("(e) live step(), ", "Animator ") in by_name]))
     if "mobile" in config:
-        checks.append(("live step <= 40 ms (vox-mobile-256)", lambda r: r.long_ms <= 40,
-                       [n for n in by_name if n.startswith("(e)")]))
+        # Issue 27: >= 25 fps on 2 threads of an AMX CPU, >= 10 fps on one with AVX512-BF16 and no AMX.
+        budget = 40 if "amx_bf16" in cpu_info().flags else 100 if cpu_has_native_bfloat16() else None
+        if budget is not None:
+            checks.append((f"live step <= {budget} ms (vox-mobile-256, at --threads 2)", lambda r: r.long_ms <= budget,
+                           [n for n in by_name if n.startswith("(e)")]))
     print()
     for target, ok, names in checks:
         quantity = "rss_mb" if "RSS" in target else "long_ms"

@@ -60,8 +60,9 @@ def test_fused_conv_uses_winograd_only_where_it_pays():
         direct_error = float((conv(big).double() - exact).abs().max())
         assert float((fused(big).double() - exact).abs().max()) <= winograd_bound(direct_error, exact)
         assert fused.winograd_kernels is not None
-    wide = FusedConv.from_conv(torch.nn.Conv2d(512, 512, 3, padding=1))
-    assert not wide.enable_winograd()  # its transform would cost 36 MB for maps of 8x8 pixels
+    assert FusedConv.from_conv(torch.nn.Conv2d(512, 512, 3, padding=1)).enable_winograd()  # TPSMM's, at 64x64
+    wide = FusedConv.from_conv(torch.nn.Conv2d(1024, 512, 3, padding=1))
+    assert not wide.enable_winograd()  # its transform would cost 72 MB, for hourglass maps of 8x8 pixels
     copied = __import__("copy").deepcopy(fused)
     assert copied.winograd_kernels is None and copied.winograd is not None  # derived data: copies leave it out
 

@@ -21,9 +21,10 @@ from torch import nn
 
 from .winograd import TILE_FOR_KERNEL, WinogradPlan
 
-WINOGRAD_MAX_KERNEL_ELEMENTS = 2_400_000
-"""Largest transformed kernel (n*n*Cout*Cin floats) allowed by :meth:`FusedConv.enable_winograd`: the wide layers of
-the hourglasses run at 8x8 or less, where Winograd does not pay, and would cost the most memory."""
+WINOGRAD_MAX_KERNEL_ELEMENTS = 9_500_000
+"""Largest transformed kernel (n*n*Cout*Cin floats) allowed by :meth:`FusedConv.enable_winograd`: up to a 3x3
+512 -> 512 layer (36 MB; TPSMM's inpainting decoder runs four at 64x64, twice as fast by Winograd); the wider layers
+of the hourglasses run at 8x8 or less, where Winograd does not pay, and would cost the most memory."""
 
 WINOGRAD_MIN_PIXELS = 32 * 32
 """Winograd only on outputs of at least this many pixels (below, the tile transforms cost more than they save)."""

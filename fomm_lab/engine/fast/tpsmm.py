@@ -37,6 +37,16 @@ from .conv import FusedConv
 from .fuse import SUBPIXEL_MAX_KERNEL_ELEMENTS, StridedBlur, SubpixelUpBlock
 
 
+def instance_norm(norm: nn.InstanceNorm2d, x: torch.Tensor) -> torch.Tensor:
+    """``norm(x)`` for (N, C, H, W) ``x``. For one image (N = 1) the instance statistics are the batch statistics,
+    so this is the batch norm that ``instance_norm`` itself calls after reshaping, called without the reshape: a
+    channels-last (bfloat16) map is normalised in its own layout instead of being copied to NCHW and back. ONNX
+    exports keep ``InstanceNormalization``."""
+    if x.shape[0] != 1 or norm.track_running_stats or torch.onnx.is_in_onnx_export():
+        return norm(x)
+    return F.batch_norm(x, None, None, norm.weight, norm.bias, True, 0.0, norm.eps)
+
+
 class ConvNorm(nn.Module):
     """A TPSMM Same/DownBlock2d: relu(instance_norm(conv(x))), then 2x2 average pooling for a down block; the
     convolution as a :class:`FusedConv`. (N, Cin, H, W) -> (N, Cout, H, W) or (N, Cout, H/2, W/2)."""
@@ -48,7 +58,7 @@ class ConvNorm(nn.Module):
         self.pool = isinstance(block, blocks.DownBlock2d)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.norm(self.conv(x)), inplace=True)
+        out = F.relu(instance_norm(self.norm, self.conv(x)), inplace=True)
         return F.avg_pool2d(out, 2) if self.pool else out
 
 
@@ -61,7 +71,8 @@ class NormResBlock(nn.Module):
         self.norm1, self.norm2 = block.norm1, block.norm2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv2(F.relu(self.norm2(self.conv1(F.relu(self.norm1(x), inplace=True))), inplace=True))
+        out = F.relu(instance_norm(self.norm1, x), inplace=True)
+        out = self.conv2(F.relu(instance_norm(self.norm2, self.conv1(out)), inplace=True))
         return out.add_(x) if out.dtype == x.dtype else out + x
 
 
@@ -84,7 +95,7 @@ class SubpixelNormUpBlock(nn.Module):
         self.norm = block.norm
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.norm(self.up(x)), inplace=True)
+        return F.relu(instance_norm(self.norm, self.up(x)), inplace=True)
 
 
 class NormUpBlock(nn.Module):
@@ -96,7 +107,7 @@ class NormUpBlock(nn.Module):
         self.norm = block.norm
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.norm(self.conv(F.interpolate(x, scale_factor=2))), inplace=True)
+        return F.relu(instance_norm(self.norm, self.conv(F.interpolate(x, scale_factor=2))), inplace=True)
 
 
 def up_block(block: blocks.UpBlock2d) -> nn.Module:

@@ -10,7 +10,7 @@ from tpsmm_support import CHECKPOINT, YAML, as_input, golden, max_diff
 
 from fomm_lab.engine.fast.conv import FusedConv
 from fomm_lab.engine.fast.fuse import StridedBlur
-from fomm_lab.engine.fast.tpsmm import NormUpBlock, SubpixelNormUpBlock, fuse_tpsmm
+from fomm_lab.engine.fast.tpsmm import NormUpBlock, SubpixelNormUpBlock, fuse_tpsmm, instance_norm
 from fomm_lab.engine.nets.tpsmm.blocks import UpBlock2d
 from fomm_lab.engine.tpsmm.model import load_tpsmm
 
@@ -79,3 +79,21 @@ def test_reduced_precision_copies_keep_norms_float32(model):
                    and c.weight.shape[-1] > 1 for c in convs)
     networks = model.inference_networks(dtype=torch.bfloat16)
     assert networks.channels_last and networks.dtype == torch.bfloat16 and networks.keypoint_dtype == torch.float32
+
+
+def test_instance_norm_of_one_image_equals_the_module_and_keeps_the_layout():
+    """One image: the batch norm the instance norm calls, without its reshape (no NCHW copy of a channels-last
+    map); several images: the module itself."""
+    torch.manual_seed(0)
+    norm = nn.InstanceNorm2d(16, affine=True)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+        norm.bias.normal_()
+    x = torch.randn(1, 16, 12, 10) * 3 + 1
+    assert torch.equal(instance_norm(norm, x), norm(x))
+    last = x.bfloat16().contiguous(memory_format=torch.channels_last)
+    out = instance_norm(norm, last)
+    assert out.dtype == torch.bfloat16 and out.is_contiguous(memory_format=torch.channels_last)
+    assert float((out.float() - norm(x)).abs().max()) < 0.05  # bfloat16 rounding of values up to ~4
+    batch = torch.randn(3, 16, 12, 10)
+    assert torch.equal(instance_norm(norm, batch), norm(batch))

@@ -15,9 +15,10 @@ What applies, and how (:mod:`.fuse` and :mod:`.conv` hold the rewrites themselve
 * the dense motion network's anti-aliased 1/4 down-scaling: the Gaussian blur evaluated only where it is sampled
   (:class:`~.fuse.StridedBlur`).
 
-The ReLUs and the residual sums run in place on the fresh outputs of the norms and convolutions (no new buffer
-each: fewer page faults on the large maps). Everything else (the TPS solve, the flow, ``grid_sample``, the blends,
-the AVD MLPs) is kept as it is.
+The instance norms of one image run as the batch norm they reduce to, in the map's own layout
+(:func:`instance_norm`: no NCHW copy of a channels-last map). The ReLUs and the residual sums run in place on the
+fresh outputs of the norms and convolutions (no new buffer each: fewer page faults on the large maps). Everything
+else (the TPS solve, the flow, ``grid_sample``, the blends, the AVD MLPs) is kept as it is.
 """
 
 from __future__ import annotations

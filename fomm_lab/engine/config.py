@@ -55,6 +55,10 @@ class DenseMotionParams:
 
 @dataclass(frozen=True, kw_only=True)
 class GeneratorParams:
+    """``generator_params``. align_corners (fomm_lab's key, official layout): the grid convention of the generator's
+    ``grid_sample`` calls, False (the authors' code on PyTorch >= 1.3) unless the yaml says true (PyTorch 1.0's, for
+    which the paper's code was written); PaddleGAN's configs always use True."""
+
     block_expansion: int
     max_features: int
     num_down_blocks: int
@@ -62,6 +66,7 @@ class GeneratorParams:
     estimate_occlusion_map: bool = False
     dense_motion: DenseMotionParams
     mobile_net: bool = False
+    align_corners: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -90,12 +90,13 @@ def build_networks(config: ModelConfig,
     """
     common = dataclasses.asdict(config.common)
     kp = dataclasses.asdict(config.kp_detector)
-    gen = {k: v for k, v in dataclasses.asdict(config.generator).items() if k != "dense_motion"}
+    gen = {k: v for k, v in dataclasses.asdict(config.generator).items() if k not in ("dense_motion", "align_corners")}
     dense = dataclasses.asdict(config.generator.dense_motion)
     paddle = config.paddle
     with torch.device(device):
         kp_detector = KPDetector(**kp, **common)
-        generator = OcclusionAwareGenerator(**gen, dense_motion_params=dense, **common, align_corners=paddle,
+        generator = OcclusionAwareGenerator(**gen, dense_motion_params=dense, **common,
+                                            align_corners=paddle or config.generator.align_corners,
                                             border=PADDLE_BORDER if paddle else 0,
                                             occlusion_border=paddle and not config.generator.mobile_net)
     return kp_detector, generator

@@ -12,15 +12,17 @@ import cv2
 import numpy as np
 import pytest
 import torch
+import yaml
 from httpserver import LocalServer
 
 from fomm_lab import Animator, load_model
 from fomm_lab.engine.checkpoint import checkpoint_format, read_checkpoint
-from fomm_lab.engine.config import load_config
+from fomm_lab.engine.config import config_path, load_config
 from fomm_lab.engine.keypoints import Keypoints
 from fomm_lab.engine.model import build_networks
 from fomm_lab.engine.motion import normalize_keypoints
-from fomm_lab.engine.nets.generator import border_blend_mask
+from fomm_lab.engine.nets.blocks import coordinate_grid
+from fomm_lab.engine.nets.generator import border_blend_mask, warp
 from fomm_lab.engine.weights import download_checkpoint, ensure_checkpoint
 from fomm_lab.errors import CheckpointError, ConfigError
 from fomm_lab.hub.download import cache_status
@@ -164,6 +166,23 @@ def test_official_configs_keep_official_semantics():
     assert not (generator.align_corners or generator.dense_motion_network.align_corners)
     assert generator.border == 0 and not generator.occlusion_border
     assert not load_config("vox-256").paddle
+
+
+def test_official_config_may_choose_the_corner_convention(tmp_path):
+    """``generator_params.align_corners: true`` (fomm_lab's key) samples as PyTorch 1.0 did, for which the paper's
+    code was written: the identity grid then returns a frame (to float32 rounding), where the default convention (the authors'
+    code on PyTorch >= 1.3) resamples it at a scale of side / (side - 1) and blurs it."""
+    raw = yaml.safe_load(config_path("synthetic-64").read_text())
+    raw["model_params"]["generator_params"]["align_corners"] = True
+    path = tmp_path / "corners.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    _, generator = build_networks(load_config(path), device="meta")
+    assert generator.align_corners and generator.dense_motion_network.align_corners
+
+    frame = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    identity = coordinate_grid(64, 64)[None]
+    assert (warp(frame, identity, align_corners=True) - frame).abs().max() < 1e-5
+    assert (warp(frame, identity, align_corners=False) - frame).abs().mean() > 0.05
 
 
 # -- the topologies of the shipped configs ------------------------------------------------------

@@ -17,8 +17,9 @@ What applies, and how (:mod:`.fuse` and :mod:`.conv` hold the rewrites themselve
 
 The instance norms of one image run as the batch norm they reduce to, in the map's own layout
 (:func:`instance_norm`: no NCHW copy of a channels-last map). The ReLUs and the residual sums run in place on the
-fresh outputs of the norms and convolutions (no new buffer each: fewer page faults on the large maps). Everything
-else (the TPS solve, the flow, ``grid_sample``, the blends, the AVD MLPs) is kept as it is.
+fresh outputs of the norms and convolutions (no new buffer each: fewer page faults on the large maps). The inpainting
+network's decoder (:class:`InpaintingInference`) keeps its maps in the decoder's precision and layout. Everything
+else (the TPS solve, the flow, ``grid_sample``, the AVD MLPs) is kept as it is.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from torch import nn
 from ..nets.blocks import AntiAliasInterpolation2d
 from ..nets.resnet import BasicBlock, ResNet18
 from ..nets.tpsmm import blocks
+from ..nets.tpsmm.inpainting import InpaintingNetwork, Warp
 from .conv import FusedConv
 from .fuse import SUBPIXEL_MAX_KERNEL_ELEMENTS, StridedBlur, SubpixelUpBlock
 
@@ -133,6 +135,45 @@ def fold_resnet(resnet: ResNet18) -> None:
                 module.downsample = nn.Sequential(FusedConv.from_conv(conv, norm), nn.Identity())
 
 
+def _like(tensor: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """``tensor`` in ``reference``'s dtype and memory layout (itself when it already is)."""
+    channels_last = not reference.is_contiguous() and reference.is_contiguous(memory_format=torch.channels_last)
+    return tensor.to(dtype=reference.dtype,
+                     memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+
+class InpaintingInference(InpaintingNetwork):
+    """The inpainting network's decoder (:meth:`InpaintingNetwork.decode`) computed in the decoder's own precision
+    and layout: each warped, occluded encoder map (sampled in float32) is returned to its encoder map's dtype and
+    layout (a bfloat16 channels-last map stays one, instead of promoting the concatenation, the instance norms and
+    the residual sums after it to float32 NCHW), and the masks and the last blend run in place on fresh maps.
+    Float32: the same operations in the same order, bit for bit."""
+
+    def decode(self, source: torch.Tensor, encoded: list[torch.Tensor], deformation: torch.Tensor,
+               occlusion: list[torch.Tensor]) -> torch.Tensor:
+        warp = Warp(deformation)
+
+        def occluded(level: int, mask: torch.Tensor) -> torch.Tensor:
+            features = encoded[level]
+            if not self.multi_mask and mask.shape[2:] != features.shape[2:]:
+                mask = F.interpolate(mask, size=features.shape[2:], mode="bilinear", align_corners=True)
+            return _like(warp(features).mul_(mask), features)
+
+        out = skip = occluded(-1, occlusion[0])
+        for i in range(self.num_down_blocks):
+            out = self.up_blocks[i](self.resblock[2 * i + 1](self.resblock[2 * i](out)))
+            skip = occluded(-(i + 2), occlusion[i + 1 if self.multi_mask else 0])
+            if i < self.num_down_blocks - 1:
+                out = torch.cat([out, skip], 1)
+        last = occlusion[-1]
+        if not self.multi_mask:
+            last = F.interpolate(last, size=out.shape[2:], mode="bilinear", align_corners=True)
+        keep = (1 - last).to(out.dtype)
+        out = out * keep + skip if out is skip else out.mul_(keep).add_(skip)
+        out = torch.sigmoid(self.final(out).float())
+        return out * (1 - last) + warp(source) * last
+
+
 REWRITES: dict[type[nn.Module], Callable[[Any], nn.Module]] = {
     blocks.SameBlock2d: ConvNorm, blocks.DownBlock2d: ConvNorm, blocks.ResBlock2d: NormResBlock,
     blocks.UpBlock2d: up_block,
@@ -164,4 +205,6 @@ def fuse_tpsmm(module: nn.Module) -> nn.Module:
         raise ValueError("fuse_tpsmm needs a module in eval mode")
     fused = copy.deepcopy(module)
     _fuse_children(fused)
+    if type(fused) is InpaintingNetwork:
+        fused.__class__ = InpaintingInference  # the same modules and state, the inference decoder
     return fused.eval().requires_grad_(False)

@@ -143,35 +143,18 @@ def _like(tensor: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
 
 
 class InpaintingInference(InpaintingNetwork):
-    """The inpainting network's decoder (:meth:`InpaintingNetwork.decode`) computed in the decoder's own precision
-    and layout: each warped, occluded encoder map (sampled in float32) is returned to its encoder map's dtype and
-    layout (a bfloat16 channels-last map stays one, instead of promoting the concatenation, the instance norms and
-    the residual sums after it to float32 NCHW), and the masks and the last blend run in place on fresh maps.
+    """The inpainting network with its decoder (:meth:`InpaintingNetwork.decode`) in the decoder's own precision and
+    layout: each warped, occluded encoder map (sampled in float32) is returned to its encoder map's dtype and layout
+    (a bfloat16 channels-last map stays one, instead of promoting the concatenation, the instance norms and the
+    residual sums after it to float32 NCHW), and the masks and the last blend run in place on fresh maps.
     Float32: the same operations in the same order, bit for bit."""
 
-    def decode(self, source: torch.Tensor, encoded: list[torch.Tensor], deformation: torch.Tensor,
-               occlusion: list[torch.Tensor]) -> torch.Tensor:
-        warp = Warp(deformation)
+    def _warped(self, warp: Warp, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return _like(warp(features).mul_(self._mask_at(mask, features)), features)
 
-        def occluded(level: int, mask: torch.Tensor) -> torch.Tensor:
-            features = encoded[level]
-            if not self.multi_mask and mask.shape[2:] != features.shape[2:]:
-                mask = F.interpolate(mask, size=features.shape[2:], mode="bilinear", align_corners=True)
-            return _like(warp(features).mul_(mask), features)
-
-        out = skip = occluded(-1, occlusion[0])
-        for i in range(self.num_down_blocks):
-            out = self.up_blocks[i](self.resblock[2 * i + 1](self.resblock[2 * i](out)))
-            skip = occluded(-(i + 2), occlusion[i + 1 if self.multi_mask else 0])
-            if i < self.num_down_blocks - 1:
-                out = torch.cat([out, skip], 1)
-        last = occlusion[-1]
-        if not self.multi_mask:
-            last = F.interpolate(last, size=out.shape[2:], mode="bilinear", align_corners=True)
+    def _blend_skip(self, out: torch.Tensor, skip: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
         keep = (1 - last).to(out.dtype)
-        out = out * keep + skip if out is skip else out.mul_(keep).add_(skip)
-        out = torch.sigmoid(self.final(out).float())
-        return out * (1 - last) + warp(source) * last
+        return out * keep + skip if out is skip else out.mul_(keep).add_(skip)
 
 
 REWRITES: dict[type[nn.Module], Callable[[Any], nn.Module]] = {

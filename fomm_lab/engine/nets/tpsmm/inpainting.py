@@ -79,10 +79,22 @@ class InpaintingNetwork(nn.Module):
             maps.append(block(maps[-1]))
         return maps
 
-    def _occlude(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def _mask_at(self, mask: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """``mask`` at ``features``' size (the single mask resized without ``multi_mask``)."""
         if not self.multi_mask and mask.shape[2:] != features.shape[2:]:
             mask = F.interpolate(mask, size=features.shape[2:], mode="bilinear", align_corners=True)
-        return features * mask
+        return mask
+
+    def _occlude(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return features * self._mask_at(mask, features)
+
+    def _warped(self, warp: Warp, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """A decoder input from the encoder: ``features`` warped by the flow and occluded by ``mask``."""
+        return self._occlude(warp(features), mask)
+
+    def _blend_skip(self, out: torch.Tensor, skip: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+        """The finest level: the decoded map where the last mask says occluded, plus the warped skip map."""
+        return out * (1 - last) + skip
 
     def mask_levels(self, maps: list[torch.Tensor], occlusion: list[torch.Tensor]) -> list[torch.Tensor]:
         """Maps of the encoder's levels (finest first, as :meth:`encode` gives them: e_0 .. e_D) each multiplied by
@@ -98,17 +110,16 @@ class InpaintingNetwork(nn.Module):
         """The prediction from the source (1 or N, C, H, W), its features (:meth:`encode`), the flow (N, h, w, 2)
         and the occlusion masks (the dense motion network's)."""
         warp = Warp(deformation)
-        out = self._occlude(warp(encoded[-1]), occlusion[0])
-        skip = out
+        out = skip = self._warped(warp, encoded[-1], occlusion[0])
         for i in range(self.num_down_blocks):
             out = self.up_blocks[i](self.resblock[2 * i + 1](self.resblock[2 * i](out)))
-            skip = self._occlude(warp(encoded[-(i + 2)]), occlusion[i + 1 if self.multi_mask else 0])
+            skip = self._warped(warp, encoded[-(i + 2)], occlusion[i + 1 if self.multi_mask else 0])
             if i < self.num_down_blocks - 1:
                 out = torch.cat([out, skip], 1)
         last = occlusion[-1]
         if not self.multi_mask:
             last = F.interpolate(last, size=out.shape[2:], mode="bilinear", align_corners=True)
-        out = out * (1 - last) + skip
+        out = self._blend_skip(out, skip, last)
         out = torch.sigmoid(self.final(out).float())
         return out * (1 - last) + warp(source) * last
 

@@ -32,7 +32,8 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -391,6 +392,20 @@ class _NoLog:
         return None
 
 
+@contextmanager
+def flushed_denormals() -> Iterator[None]:
+    """CPU floats below 1.2e-38 (denormals) read and written as zero inside the block, off again after it.
+
+    As a run goes on, small weights, Adam moments and gradients fall into the denormal range, where x86 CPUs take
+    a slow path for every multiply: a CPU run slows down step after step (measured in docs/performance.md,
+    "Training"). Values that small move no update of Adam (its epsilon is 1e-8)."""
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
+
+
 def train(options: TrainOptions, say: Say = log.info) -> TrainResult:
     """Run (or continue) a training run in this process; under torchrun, this process's share of it.
 
@@ -399,6 +414,7 @@ def train(options: TrainOptions, say: Say = log.info) -> TrainResult:
     """
     process = distributed.start(options.device)
     try:
-        return _Run(options, process, say).run()
+        with flushed_denormals():
+            return _Run(options, process, say).run()
     finally:
         distributed.stop(process)

@@ -37,7 +37,7 @@ from fomm_lab.train.evaluate import ReconstructOptions, combine, keypoint_distan
 from fomm_lab.train.model import build_training_networks
 from fomm_lab.train.params import load_training_config
 from fomm_lab.train.step import TrainingStep
-from fomm_lab.train.trainer import TrainOptions, epoch_batches, lr_at, train
+from fomm_lab.train.trainer import TrainOptions, epoch_batches, flushed_denormals, lr_at, train
 
 OFFICIAL_KEYS = {"generator", "kp_detector", "discriminator", "optimizer_generator", "optimizer_kp_detector",
                  "optimizer_discriminator", "epoch"}
@@ -189,6 +189,28 @@ def test_fine_tuning_starts_from_a_registry_checkpoint(trained, workspace, vgg_e
         for key, value in source[net].items():
             torch.testing.assert_close(start[net][key], value, rtol=0, atol=0)  # ... from those weights
     assert all(len(start[k]["state"]) == 0 for k in ("optimizer_generator", "optimizer_kp_detector"))
+
+
+def denormal_survives() -> bool:
+    """Whether a product of two normal floats that lands below 1.2e-38 stays nonzero (not flushed)."""
+    return bool((torch.tensor([1e-20]) * torch.tensor([1e-20])).item() != 0)
+
+
+def test_denormals_are_flushed_while_training_and_only_then(workspace, vgg_entry, monkeypatch, tmp_path):
+    assert denormal_survives()
+    with flushed_denormals():
+        assert not denormal_survives()
+    assert denormal_survives()
+    seen = []
+    step = TrainingStep.__call__
+
+    def watched(self, *args, **kwargs):
+        seen.append(denormal_survives())
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(TrainingStep, "__call__", watched)
+    train(options(workspace, str(tmp_path / "run"), vgg_entry, max_steps=2))
+    assert seen == [False, False] and denormal_survives()
 
 
 def test_adversarial_config_trains_the_discriminator(workspace, vgg_entry, tmp_path):

@@ -4,12 +4,13 @@
    known transforms (72 training clips of 12 photos, 6 held-out clips of 3 other photos, 32 frames of 64x64) and
    DIR/data/vgg19-random.pth (random VGG19 features for the perceptual loss: the ImageNet file is not needed).
 2. ``fomm-lab train --config synthetic-64 --data DIR/data --out DIR/run --vgg19 DIR/data/vgg19-random.pth
-   --workers 0 --device cpu --seed SEED`` with one torch thread (``--max-steps`` to stop early).
+   --workers 0 --device cpu --seed SEED`` with ``--threads`` torch threads (default 2; ``--max-steps`` to stop
+   early).
 3. Scores on the held-out clips (:mod:`fomm_lab.train.proof`) of the trained model and of the same network with
    random weights: reconstruction L1 against the copy-the-source baseline, keypoints against the true motion.
    ``--figure PNG`` also draws the loss curve of the run's log.
 
-usage: python benchmarks/bench_learns.py [--out runs/learns] [--seed 0] [--max-steps N] [--figure PNG]
+usage: python benchmarks/bench_learns.py [--out runs/learns] [--seed 0] [--threads 2] [--max-steps N] [--figure PNG]
        python benchmarks/bench_learns.py --checkpoint tests/fixtures/trained-synthetic/checkpoint.pth.tar
              (score a trained checkpoint only: steps 1 and 3)
 The full run takes about 25 minutes on one thread of an AMD EPYC core (docs/training.md); the bar is a held-out
@@ -28,7 +29,7 @@ from pathlib import Path
 CONFIG = "synthetic-64"
 
 
-def loss_figure(log: Path, out: Path) -> Path:
+def loss_figure(log: Path, out: Path, threads: int = 2) -> Path:
     """The run's losses per step (each weighted term and their total, smoothed over 25 steps) as a PNG."""
     import matplotlib
 
@@ -49,7 +50,8 @@ def loss_figure(log: Path, out: Path) -> Path:
     ax.set_yscale("log")
     ax.set_xlabel("step (batch of 8 pairs)")
     ax.set_ylabel("weighted loss (mean of 25 steps)")
-    ax.set_title(f"synthetic-64 trained from scratch, {rows[-1]['time'] / 60:.0f} min on one CPU thread")
+    ax.set_title(f"synthetic-64 trained from scratch, {rows[-1]['time'] / 60:.0f} min on {threads} CPU "
+                 f"thread{'s' if threads > 1 else ''}")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -63,14 +65,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("runs/learns"), help="folder for data/ and run/")
     parser.add_argument("--seed", type=int, default=0, help="seed of the data and of the training (default 0)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument("--max-steps", type=int, default=None, help="stop the training after N steps")
     parser.add_argument("--checkpoint", type=Path, default=None, help="score this checkpoint instead of training")
     parser.add_argument("--figure", type=Path, default=None, help="draw the run's loss curve into this PNG")
     args = parser.parse_args()
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     import torch
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     from fomm_lab import load_model
     from fomm_lab.cli import main as cli
     from fomm_lab.train.proof import prove_dataset
@@ -90,7 +93,7 @@ def main() -> int:
         print(f"trained in {(time.monotonic() - started) / 60:.1f} min", flush=True)
         checkpoint = run / "last-checkpoint.pth.tar"
         if args.figure is not None:
-            print(f"loss curve: {loss_figure(run / 'log.jsonl', args.figure)}")
+            print(f"loss curve: {loss_figure(run / 'log.jsonl', args.figure, args.threads)}")
     trained = prove_dataset(load_model(CONFIG, checkpoint, device="cpu", progress=False), data)
     torch.manual_seed(0)
     untrained = prove_dataset(load_model(CONFIG, None, device="cpu", progress=False), data)

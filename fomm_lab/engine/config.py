@@ -57,7 +57,8 @@ class DenseMotionParams:
 class GeneratorParams:
     """``generator_params``. align_corners (fomm_lab's key, official layout): the grid convention of the generator's
     ``grid_sample`` calls, False (the authors' code on PyTorch >= 1.3) unless the yaml says true (PyTorch 1.0's, for
-    which the paper's code was written); PaddleGAN's configs always use True."""
+    which the paper's code was written; the deformation and occlusion maps are then also resized corner to corner);
+    PaddleGAN's configs always sample with True."""
 
     block_expansion: int
     max_features: int

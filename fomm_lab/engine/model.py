@@ -98,7 +98,8 @@ def build_networks(config: ModelConfig,
         generator = OcclusionAwareGenerator(**gen, dense_motion_params=dense, **common,
                                             align_corners=paddle or config.generator.align_corners,
                                             border=PADDLE_BORDER if paddle else 0,
-                                            occlusion_border=paddle and not config.generator.mobile_net)
+                                            occlusion_border=paddle and not config.generator.mobile_net,
+                                            corner_resize=config.generator.align_corners and not paddle)
     return kp_detector, generator
 
 

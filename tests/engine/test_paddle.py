@@ -177,12 +177,21 @@ def test_official_config_may_choose_the_corner_convention(tmp_path):
     path = tmp_path / "corners.yaml"
     path.write_text(yaml.safe_dump(raw))
     _, generator = build_networks(load_config(path), device="meta")
-    assert generator.align_corners and generator.dense_motion_network.align_corners
+    assert generator.align_corners and generator.dense_motion_network.align_corners and generator.corner_resize
+    assert not build_networks(load_config("vox-256"), device="meta")[1].corner_resize
+    assert not build_networks(load_config("vox-mobile-256"), device="meta")[1].corner_resize  # PaddleGAN's resize
 
     frame = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     identity = coordinate_grid(64, 64)[None]
     assert (warp(frame, identity, align_corners=True) - frame).abs().max() < 1e-5
     assert (warp(frame, identity, align_corners=False) - frame).abs().mean() > 0.05
+    # an identity from a dense motion network at half the size: resized corner to corner it stays the identity;
+    # the official resize moves the samples by up to half a pixel
+    half = coordinate_grid(32, 32)[None]
+    assert (warp(frame, half, align_corners=True, corner_resize=True) - frame).abs().max() < 1e-5
+    assert (warp(frame, half, align_corners=True) - frame).abs().mean() > 0.05
+    occlusion = torch.linspace(0, 1, 32).expand(1, 1, 32, 32)
+    assert torch.allclose(generator.occlusion_at(occlusion, (64, 64))[0, 0, 0], torch.linspace(0, 1, 64), atol=1e-6)
 
 
 # -- the topologies of the shipped configs ------------------------------------------------------

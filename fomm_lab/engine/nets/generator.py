@@ -33,16 +33,19 @@ def border_blend_mask(height: int, width: int, border: int, *, device=None, dtyp
 
 
 def warp(features: torch.Tensor, deformation: torch.Tensor, *, align_corners: bool = False,
-         border: int = 0) -> torch.Tensor:
+         border: int = 0, corner_resize: bool = False) -> torch.Tensor:
     """Backward-warp (N, C, H, W) features with a (N, h, w, 2) grid, resized bilinearly to H x W.
 
-    ``align_corners``: the grid's convention (see :class:`DenseMotionNetwork`). ``border`` > 0: the
+    ``align_corners``: the grid's convention (see :class:`DenseMotionNetwork`). ``corner_resize``: the grid is
+    resized corner pixel to corner pixel (``align_corners=True``), so that an identity grid stays the identity at
+    H x W under the corner convention (the official resize moves it by up to half a pixel). ``border`` > 0: the
     deformation is first blended towards the identity in a ``border``-pixel frame
     (:func:`border_blend_mask`), as PaddleGAN's generator does in inference mode.
     """
     h, w = features.shape[2:]
     if deformation.shape[1:3] != (h, w):
-        deformation = F.interpolate(deformation.permute(0, 3, 1, 2), size=(h, w), mode="bilinear")
+        deformation = F.interpolate(deformation.permute(0, 3, 1, 2), size=(h, w), mode="bilinear",
+                                    align_corners=corner_resize)
         deformation = deformation.permute(0, 2, 3, 1)
     if border > 0:
         mask = border_blend_mask(h, w, border, device=deformation.device, dtype=deformation.dtype)[None, :, :, None]
@@ -70,7 +73,9 @@ class OcclusionAwareGenerator(nn.Module):
     motion network), ``align_corners`` (the grid convention of every ``grid_sample``, True in PaddleGAN),
     ``border`` (PaddleGAN's inference mode: the deformation blends to the identity in a frame of this
     many pixels; 0: off) and ``occlusion_border`` (the occlusion map is forced to 1 in that frame, as
-    PaddleGAN does for its standard topology).
+    PaddleGAN does for its standard topology). ``corner_resize`` (fomm_lab's, with ``align_corners`` in an
+    official-layout config): the deformation and occlusion maps are resized to the features corner to corner
+    (see :func:`warp`).
     """
 
     def __init__(
@@ -88,6 +93,7 @@ class OcclusionAwareGenerator(nn.Module):
         align_corners: bool = False,
         border: int = 0,
         occlusion_border: bool = False,
+        corner_resize: bool = False,
     ):
         super().__init__()
         if dense_motion_params is None:
@@ -124,6 +130,7 @@ class OcclusionAwareGenerator(nn.Module):
         self.align_corners = align_corners
         self.border = border
         self.occlusion_border = occlusion_border and border > 0
+        self.corner_resize = corner_resize
 
     def encode(self, source_image: torch.Tensor) -> torch.Tensor:
         out = self.first(source_image)
@@ -136,7 +143,8 @@ class OcclusionAwareGenerator(nn.Module):
     ) -> torch.Tensor:
         """Source features (1 or N, F, h', w'), deformation (N, h, w, 2), occlusion (N, 1, h, w)."""
         n = deformation.shape[0]
-        out = warp(features.expand(n, -1, -1, -1), deformation, align_corners=self.align_corners, border=self.border)
+        out = warp(features.expand(n, -1, -1, -1), deformation, align_corners=self.align_corners, border=self.border,
+                   corner_resize=self.corner_resize)
         if occlusion is not None:
             out = out * self.occlusion_at(occlusion, out.shape[2:]).to(out.dtype)
         out = self.bottleneck(out)
@@ -148,7 +156,7 @@ class OcclusionAwareGenerator(nn.Module):
         """The (N, 1, h, w) occlusion map as applied to features of spatial ``size``: resized bilinearly,
         and with ``occlusion_border`` its border frame set to 1."""
         if tuple(occlusion.shape[2:]) != tuple(size):
-            occlusion = F.interpolate(occlusion, size=tuple(size), mode="bilinear")
+            occlusion = F.interpolate(occlusion, size=tuple(size), mode="bilinear", align_corners=self.corner_resize)
         return force_border(occlusion, self.border) if self.occlusion_border else occlusion
 
     def forward(self, source_image: torch.Tensor, kp_driving: Keypoints, kp_source: Keypoints) -> dict:

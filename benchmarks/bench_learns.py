@@ -13,8 +13,8 @@
 usage: python benchmarks/bench_learns.py [--out runs/learns] [--seed 0] [--threads 2] [--max-steps N] [--figure PNG]
        python benchmarks/bench_learns.py --checkpoint tests/fixtures/trained-synthetic/checkpoint.pth.tar
              (score a trained checkpoint only: steps 1 and 3)
-The full run takes about 25 minutes on one thread of an AMD EPYC core (docs/training.md); the bar is a held-out
-L1 at most half the baseline's.
+The shipped run (--threads 1) took about 16 minutes on one thread of an AMD EPYC core (docs/training.md); the bar
+is a held-out L1 at most half the baseline's.
 """
 
 from __future__ import annotations

@@ -38,8 +38,11 @@ def randomise_norms(module: torch.nn.Module, seed: int = 0) -> None:
 
 def winograd_bound(direct_error: float, exact: torch.Tensor) -> float:
     """What F(4x4, 3x3) may add to a direct convolution's rounding: its transforms have entries up to 5 (B^T) and
-    8 (A^T), so up to ~20x the direct error, or 1e-5 of the output's magnitude (float32 has 6e-8 per rounding)."""
-    return max(20 * direct_error, 1e-5 * float(exact.abs().max()))
+    8 (A^T), so ~20x the direct error, or 5e-5 of the output's magnitude (float32 has 6e-8 per rounding). The
+    direct error is itself a noisy sample of the summation's rounding, so the second bound is what holds: on a
+    2700-term sum (300 channels x 3 x 3) Winograd was measured up to 48x the direct error and 1.3e-5 of the
+    magnitude over 8 seeds (Intel Xeon with AMX). A wrong transform errs by the output's own magnitude."""
+    return max(20 * direct_error, 5e-5 * float(exact.abs().max()))
 
 
 @pytest.fixture(scope="module", params=["vox", "mgif"])

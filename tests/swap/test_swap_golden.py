@@ -20,8 +20,12 @@ from swap_support import TAGS, golden, max_diff, parts, swapper
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # the fixtures were made on one thread
 
 TOL = 1e-4
-"""Every array but the parser's logits: >= 1.4x the float64-measured error of the worst (predictions, 7e-5),
->= 3x that of masks, >= 10x that of segmentations, visibility, deformations, shifts, affines."""
+"""Every array but the predictions and the parser's logits: >= 3x the float64-measured error of masks (3e-5),
+>= 10x that of segmentations, visibility, deformations, shifts, affines."""
+TOL_PREDICTION = 2e-4
+"""Predictions: the reference's own float32 error reaches 7e-5 and an exact port's as much on another CPU, so
+their difference may reach 1.4e-4 (a CI machine measured 1.04e-4 with FOMM motion, hard masks); the README's
+bound for every float array."""
 TOL_LOGITS = 2e-4
 """Parser logits: ~2x their float64-measured error (1.1e-4, at |logits| up to 27)."""
 TOL_PIXEL = 1
@@ -105,9 +109,9 @@ def test_swap_matches(tag):
         return
     assert max_diff(torch.cat([r.mask for r in results]), data[f"mask_{tag}"]) <= TOL
     prediction = torch.cat([r.prediction for r in results]).permute(0, 2, 3, 1)
-    assert max_diff(prediction[:, ::5, ::5], data[f"prediction_s5_{tag}"]) <= TOL
+    assert max_diff(prediction[:, ::5, ::5], data[f"prediction_s5_{tag}"]) <= TOL_PREDICTION
     if f"prediction_{tag}" in data:
-        assert max_diff(prediction[:1], data[f"prediction_{tag}"]) <= TOL
+        assert max_diff(prediction[:1], data[f"prediction_{tag}"]) <= TOL_PREDICTION
 
 
 @pytest.mark.parametrize("tag", ["unsup_soft_tgt", "sup_soft_tgt", "fomm_soft_src"])
@@ -127,7 +131,7 @@ def test_swap_streams_the_golden_frames(tag):
     floats = list(batched.swap(source, (f for f in data["target"]), parts(tag), output="float", **flags))
     assert floats[0].dtype == np.float32
     # batching changes float32 rounding only (README: <= 6.1e-5 for batched reference runs)
-    assert max_diff(np.stack(floats)[:, ::5, ::5], data[f"prediction_s5_{tag}"]) <= TOL
+    assert max_diff(np.stack(floats)[:, ::5, ::5], data[f"prediction_s5_{tag}"]) <= TOL_PREDICTION
 
 
 def test_figure_helpers():

@@ -2,9 +2,8 @@
 
 What applies, and how (:mod:`.fuse` and :mod:`.conv` hold the rewrites themselves):
 
-* the ResNet-18 of the keypoint detector (and of the background predictor): every batch norm folded into the
-  convolution before it (:class:`~.conv.FusedConv`: W * g, b * g + h with g = gamma / sqrt(var + eps)); its
-  stride-1 3x3 convolutions on 32..96 px maps run by Winograd's algorithm in float32 on the CPU;
+* the keypoint detector's ResNet-18 is left as the paper has it
+  (:meth:`~fomm_lab.engine.tpsmm.model.TpsmmModel.inference_modules` says why);
 * the dense motion and inpainting networks' blocks normalise with instance norm, whose statistics are the
   input's own: nothing folds into the convolutions, but each 3x3 convolution becomes a FusedConv (Winograd on
   32..96 px maps in float32 on the CPU) and the instance norm and ReLU follow it unchanged;
@@ -33,7 +32,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..nets.blocks import AntiAliasInterpolation2d
-from ..nets.resnet import BasicBlock, ResNet18
 from ..nets.tpsmm import blocks
 from ..nets.tpsmm.inpainting import InpaintingNetwork, Warp
 from .conv import FusedConv
@@ -122,19 +120,6 @@ def up_block(block: blocks.UpBlock2d) -> nn.Module:
     return SubpixelNormUpBlock(block)
 
 
-def fold_resnet(resnet: ResNet18) -> None:
-    """Fold every batch norm of ``resnet`` (eval mode) into its convolution, in place: the stem, both
-    convolutions of each :class:`BasicBlock` and its projection shortcut (the norms become identities)."""
-    resnet.conv1, resnet.bn1 = FusedConv.from_conv(resnet.conv1, resnet.bn1), nn.Identity()
-    for module in resnet.modules():
-        if isinstance(module, BasicBlock):
-            module.conv1, module.bn1 = FusedConv.from_conv(module.conv1, module.bn1), nn.Identity()
-            module.conv2, module.bn2 = FusedConv.from_conv(module.conv2, module.bn2), nn.Identity()
-            if module.downsample is not None:
-                conv, norm = module.downsample[0], module.downsample[1]
-                module.downsample = nn.Sequential(FusedConv.from_conv(conv, norm), nn.Identity())
-
-
 def _like(tensor: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     """``tensor`` in ``reference``'s dtype and memory layout (itself when it already is)."""
     channels_last = not reference.is_contiguous() and reference.is_contiguous(memory_format=torch.channels_last)
@@ -174,8 +159,6 @@ def _fuse_children(module: nn.Module) -> None:
             setattr(module, name, rewrite(child))
         elif type(child) is AntiAliasInterpolation2d and StridedBlur.applies(child):
             setattr(module, name, StridedBlur(child))
-        elif isinstance(child, ResNet18):
-            fold_resnet(child)
         else:
             _fuse_children(child)
 

@@ -206,10 +206,14 @@ class TpsmmModel(MotionModel):
 
     def inference_modules(self, dtype: torch.dtype = torch.float32
                           ) -> tuple[KPDetector, DenseMotionNetwork, InpaintingNetwork]:
-        """The keypoint detector, dense motion and inpainting networks in their exact inference form
-        (:mod:`fomm_lab.engine.fast.tpsmm`), made once per precision: float32 with Winograd's convolutions on
-        the CPU; bfloat16 / float16 a channels-last copy of the float32 form with the convolutions' weights in
-        that precision (norms float32). The keypoint detector is always the float32 one."""
+        """The keypoint detector, dense motion and inpainting networks as inference runs them, made once per
+        precision. The dense motion and inpainting networks in their exact inference form
+        (:mod:`fomm_lab.engine.fast.tpsmm`): float32 with Winograd's convolutions on the CPU; bfloat16 / float16 a
+        channels-last copy of the float32 form with the convolutions' weights in that precision (norms float32).
+        The keypoint detector is always the paper's float32 network, its batch norms unfolded: the TPS solve
+        amplifies its rounding a thousandfold into the frames (tests/fixtures/tpsmm-golden/README.md), and
+        folding moves the keypoints twice as far from the reference's float32 for no measurable time (see
+        docs/performance.md)."""
         key = f"{dtype}-modules"
         if key not in self._inference:
             from ..fast.fuse import enable_winograd
@@ -218,10 +222,10 @@ class TpsmmModel(MotionModel):
 
             if dtype == torch.float32:
                 nets = self.networks
-                modules = [fuse_tpsmm(m) for m in (nets.kp_detector, nets.dense_motion_network,
-                                                    nets.inpainting_network)]
+                modules = [nets.kp_detector, fuse_tpsmm(nets.dense_motion_network),
+                           fuse_tpsmm(nets.inpainting_network)]
                 if self.device.type == "cpu":
-                    for module in modules:
+                    for module in modules[1:]:
                         enable_winograd(module)
             else:
                 kp_detector, dense, inpainting = self.inference_modules(torch.float32)

@@ -5,6 +5,10 @@ Tolerances are the README's suggested ones. The reference is float32 and no port
 on every CPU (convolution kernels differ between AVX2, AVX512 and AMX machines), so each bound is what float32
 rounding can move that array, from the README's measurements: the reference run in float32 against float64
 ("f32 vs f64") and an exact reformulation ("reformulated"), with a margin of 3x or more for other CPUs.
+The fixture's TPS solve amplifies the keypoints' rounding about a thousandfold into the frames, so the frames are
+checked twice: from the reference's own keypoints (the dense motion and inpainting networks alone) and end to end
+(the Animator, whose keypoint detector is the paper's network with the reference's rounding: a folded one, 2.4e-6
+off, put a frame 5.7e-3 off on an Intel Xeon).
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ def keypoints(model, data) -> tuple[Keypoints, Keypoints]:
 
 @pytest.fixture(scope="module")
 def replay(model, data, keypoints):
-    """The demo's loop step by step for each mode: {mode: [(kp_norm, DenseMotion, prediction), per frame]}."""
+    """The demo's loop step by step for each mode: {mode: [(kp_norm, DenseMotion), per frame]}."""
     source_kp, driving_kp = keypoints
     nets = model.inference_networks()
     source = as_input(data["source"])
@@ -64,9 +68,7 @@ def replay(model, data, keypoints):
             for i in range(len(data["driving"])):
                 kp_norm = model.transfer(source_kp, driving_kp[i], driving_kp[0], relative=mode == "relative",
                                          scale=scale, avd=mode == "avd")
-                motion = nets.dense_motion(state.motion, kp_norm.value)
-                prediction = nets.decode(source, state.features, motion.deformation, motion.occlusion)
-                steps.append((kp_norm.value, motion, prediction))
+                steps.append((kp_norm.value, nets.dense_motion(state.motion, kp_norm.value)))
             out[mode] = steps
     return out
 
@@ -99,7 +101,7 @@ def test_movement_scale_equals_scipy_hull(model):
 @pytest.mark.parametrize("mode", MODES)
 def test_dense_motion(replay, keypoints, data, mode):
     frames = data["full_res_frames"]
-    for i, (kp_norm, motion, _) in enumerate(replay[mode]):
+    for i, (kp_norm, motion) in enumerate(replay[mode]):
         assert max_diff(kp_norm[0], data[f"kp_norm_{mode}"][i]) < KEYPOINTS_TOL
         assert max_diff(motion.contribution[0], data[f"contribution_{mode}"][i]) < DENSE_TOL
         assert max_diff(motion.deformation[0], data[f"deformation_{mode}"][i]) < DENSE_TOL
@@ -116,10 +118,17 @@ def test_dense_motion(replay, keypoints, data, mode):
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_networks_prediction(replay, data, mode):
-    for j, i in enumerate(data["full_res_frames"]):
-        prediction = replay[mode][i][2]
-        assert max_diff(prediction[0].permute(1, 2, 0), data[f"prediction_{mode}"][j]) < PREDICTION_TOL
+def test_networks_prediction(model, data, mode):
+    """The dense motion and inpainting networks given the reference's own keypoints: the frames without the
+    keypoint detector's rounding, which the TPS solve amplifies (the animator test below has it)."""
+    nets = model.inference_networks()
+    source = as_input(data["source"])
+    with torch.inference_mode():
+        state = nets.prepare(source, Keypoints(torch.from_numpy(data["kp_source"])))
+        for j, i in enumerate(data["full_res_frames"]):
+            motion = nets.dense_motion(state.motion, torch.from_numpy(data[f"kp_norm_{mode}"][i][None]))
+            prediction = nets.decode(source, state.features, motion.deformation, motion.occlusion)
+            assert max_diff(prediction[0].permute(1, 2, 0), data[f"prediction_{mode}"][j]) < PREDICTION_TOL
 
 
 def test_background_predictor(model, data, replay):

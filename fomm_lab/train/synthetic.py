@@ -12,6 +12,8 @@ frame:
   ``q + d_f(q)``, where ``d_f`` is the thin-plate spline through ``tps_points`` (object coordinates) with the
   displacements ``tps_offsets[f]`` (zero at frame 0's warp-free reference is not required).
 
+Each training clip also colours its photo at random (:func:`recolour`); held-out clips keep their photos' colours.
+
 Each parameter follows a sum of a few sinusoids of random frequency (0.3 to 1.5 cycles per clip) and phase, so
 the paths are smooth. Clips go to ``DIR/train/NAME`` (training photos) and ``DIR/test/NAME`` (held-out photos:
 images never seen in training) as folders of PNG frames -- the official layout :mod:`fomm_lab.train.data`
@@ -49,7 +51,8 @@ class SyntheticOptions:
     """size: side of the square frames. frames: frames per clip. train_clips / test_clips: clips per training /
     held-out photo. radius: the object's radius as a share of the frame's half-side. shift: largest translation
     (normalised, 1 = half the frame). rotation: largest rotation (degrees). zoom: largest log scale change.
-    warp: largest thin-plate-spline displacement (object units). seed: every random draw. splits: the splits
+    warp: largest thin-plate-spline displacement (object units). recolour: give each training clip's photo a
+    random colouring (:func:`recolour`). seed: every random draw. splits: the splits
     written (the others' clips are skipped, each written clip staying the same)."""
 
     size: int = 64
@@ -61,6 +64,7 @@ class SyntheticOptions:
     rotation: float = 35.0
     zoom: float = 0.2
     warp: float = 0.06
+    recolour: bool = True
     seed: int = 0
     train_images: tuple[str, ...] = TRAIN_IMAGES
     test_images: tuple[str, ...] = TEST_IMAGES
@@ -153,6 +157,27 @@ def _object_texture(rng: np.random.Generator, photo: np.ndarray, side: int) -> n
     y, x = (int(rng.integers(0, d - window + 1)) for d in photo.shape[:2])
     crop = cv2.resize(photo[y:y + window, x:x + window], (side, side), interpolation=cv2.INTER_AREA)
     return crop.astype(np.float32) / 255.0
+
+
+YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+"""RGB -> YIQ (luma, then two chroma axes)."""
+
+
+def recolour(texture: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A random colouring of an object texture (float32 (S, S, 3) in [0, 1]): a grey photo becomes a duotone (its
+    brightness mapped from a random dark colour to a random light one), a colour photo has its chroma turned by a
+    random angle about the grey axis (brightness kept). Five of the twelve training photos are grey, so without it
+    the generator sees few colours and shifts held-out ones (docs/training.md)."""
+    luma = texture.mean(axis=-1, keepdims=True)
+    if np.abs(texture - luma).max() < 0.02:
+        dark, light = rng.uniform(0, 0.5, 3), rng.uniform(0.5, 1, 3)
+        return (dark + (light - dark) * luma).astype(np.float32)
+    yiq = texture @ YIQ.T
+    angle = rng.uniform(0, 2 * math.pi)
+    cos, sin = math.cos(angle), math.sin(angle)
+    i, q = yiq[..., 1] * cos - yiq[..., 2] * sin, yiq[..., 1] * sin + yiq[..., 2] * cos
+    turned = np.stack([yiq[..., 0], i, q], axis=-1) @ np.linalg.inv(YIQ).T
+    return np.clip(turned, 0, 1).astype(np.float32)
 
 
 # ------------------------------------------------------------------------------------------------ motion
@@ -271,7 +296,10 @@ class ClipMaker:
 
     def make(self, name: str, image: str, rng: np.random.Generator) -> SyntheticClip:
         motion = random_motion(rng, self.options, image)
-        return SyntheticClip(name, self.render(motion, self.appearance(image, rng)), motion)
+        texture, background, aspect = self.appearance(image, rng)
+        if self.options.recolour and image in self.options.train_images:
+            texture = recolour(texture, rng)
+        return SyntheticClip(name, self.render(motion, (texture, background, aspect)), motion)
 
 
 @dataclass

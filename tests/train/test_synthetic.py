@@ -22,7 +22,9 @@ from fomm_lab.train.synthetic import (
     iter_clips,
     make_synthetic_dataset,
     random_vgg19,
+    YIQ,
     read_motion,
+    recolour,
     tps_displacement,
 )
 from fomm_lab.train.vgg import load_vgg19
@@ -57,6 +59,26 @@ def test_the_dataset_is_the_official_layout_and_follows_from_its_seed(tmp_path):
     assert not only_test.train and digest(tmp_path / "d" / "test") == digest(tmp_path / "a" / "test")
     again = make_synthetic_dataset(tmp_path / "a", SMALL)  # existing clips are kept
     assert again.train == result.train and digest(tmp_path / "a") == digest(tmp_path / "b")
+
+
+def test_training_clips_are_recoloured_and_held_out_clips_keep_their_colours(tmp_path):
+    rng = np.random.default_rng(0)
+    grey = np.repeat(np.linspace(0, 1, 64, dtype=np.float32)[None, :, None], 3, axis=2).repeat(8, axis=0)
+    duotone = recolour(grey, rng)
+    assert np.ptp(duotone - duotone.mean(axis=-1, keepdims=True)) > 0.1  # a grey photo gains colour ...
+    assert np.all(np.diff(duotone[0].mean(axis=-1)) > 0)  # ... and keeps its brightness order
+    colour = np.random.default_rng(1).uniform(0.3, 0.7, (8, 8, 3)).astype(np.float32)
+    turned = recolour(colour, rng)
+    assert np.abs((turned - colour)).max() > 0.05  # the chroma turned
+    np.testing.assert_allclose(turned @ YIQ[0], colour @ YIQ[0], atol=1e-5)  # the luma kept (nothing clipped here)
+    make_synthetic_dataset(tmp_path / "on", SMALL)
+    make_synthetic_dataset(tmp_path / "off", dataclasses.replace(SMALL, recolour=False))
+    assert digest(tmp_path / "on" / "test") == digest(tmp_path / "off" / "test")
+    for clip in ("chelsea-0", "coffee-0"):
+        on, off = (cv2.imread(str(tmp_path / kind / "train" / clip / "0000.png")) for kind in ("on", "off"))
+        assert np.abs(on.astype(int) - off.astype(int)).max() > 30
+        assert read_motion(tmp_path / "on" / "train" / clip).affine.tolist() == read_motion(
+            tmp_path / "off" / "train" / clip).affine.tolist()  # the same motion, other colours
 
 
 def test_the_stored_motion_is_the_motion_on_screen(tmp_path):

@@ -260,6 +260,9 @@ def _training_parsers(sub, common: argparse.ArgumentParser) -> None:
                    help="no videos: write the synthetic motion dataset (photos of scikit-image moving with known "
                         "transforms; default size 64) and DIR/vgg19-random.pth (docs/training.md)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the --synthetic clips (default 0)")
+    p.add_argument("--recolour", action="store_true",
+                   help="--synthetic: colour each training clip's photo at random (held-out clips unchanged; "
+                        "docs/training.md)")
     p.add_argument("--size", type=_int_at_least(16), default=None,
                    help="side of the frames in pixels (default: the --config's frame size)")
     p.add_argument("--config", default="vox-256", help="config whose frame size is used (default: vox-256)")

@@ -12,7 +12,8 @@ frame:
   ``q + d_f(q)``, where ``d_f`` is the thin-plate spline through ``tps_points`` (object coordinates) with the
   displacements ``tps_offsets[f]`` (zero at frame 0's warp-free reference is not required).
 
-Each training clip also colours its photo at random (:func:`recolour`); held-out clips keep their photos' colours.
+With ``recolour``, each training clip also colours its photo at random (:func:`recolour`); held-out clips keep their
+photos' colours.
 
 Each parameter follows a sum of a few sinusoids of random frequency (0.3 to 1.5 cycles per clip) and phase, so
 the paths are smooth. Clips go to ``DIR/train/NAME`` (training photos) and ``DIR/test/NAME`` (held-out photos:
@@ -64,7 +65,7 @@ class SyntheticOptions:
     rotation: float = 35.0
     zoom: float = 0.2
     warp: float = 0.06
-    recolour: bool = True
+    recolour: bool = False
     seed: int = 0
     train_images: tuple[str, ...] = TRAIN_IMAGES
     test_images: tuple[str, ...] = TEST_IMAGES

@@ -18,11 +18,11 @@ from fomm_lab.train.data import PairDataset, dataset_layout, open_videos
 from fomm_lab.train.proof import carry
 from fomm_lab.train.synthetic import (
     MOTION_FILE,
+    YIQ,
     SyntheticOptions,
     iter_clips,
     make_synthetic_dataset,
     random_vgg19,
-    YIQ,
     read_motion,
     recolour,
     tps_displacement,
@@ -69,10 +69,10 @@ def test_training_clips_are_recoloured_and_held_out_clips_keep_their_colours(tmp
     assert np.all(np.diff(duotone[0].mean(axis=-1)) > 0)  # ... and keeps its brightness order
     colour = np.random.default_rng(1).uniform(0.3, 0.7, (8, 8, 3)).astype(np.float32)
     turned = recolour(colour, rng)
-    assert np.abs((turned - colour)).max() > 0.05  # the chroma turned
+    assert np.abs(turned - colour).max() > 0.05  # the chroma turned
     np.testing.assert_allclose(turned @ YIQ[0], colour @ YIQ[0], atol=1e-5)  # the luma kept (nothing clipped here)
-    make_synthetic_dataset(tmp_path / "on", SMALL)
-    make_synthetic_dataset(tmp_path / "off", dataclasses.replace(SMALL, recolour=False))
+    make_synthetic_dataset(tmp_path / "on", dataclasses.replace(SMALL, recolour=True))
+    make_synthetic_dataset(tmp_path / "off", SMALL)
     assert digest(tmp_path / "on" / "test") == digest(tmp_path / "off" / "test")
     for clip in ("chelsea-0", "coffee-0"):
         on, off = (cv2.imread(str(tmp_path / kind / "train" / clip / "0000.png")) for kind in ("on", "off"))
@@ -156,3 +156,9 @@ def test_prepare_data_synthetic_writes_the_whole_dataset(tmp_path, capsys):
     assert (out / "vgg19-random.pth").is_file()
     frame = cv2.imread(str(layout.test[0] / "0000.png"))
     assert frame.shape == (32, 32, 3)
+    recoloured = tmp_path / "recoloured"
+    assert main(["prepare-data", "--synthetic", "--recolour", "--out", str(recoloured), "--size", "32", "-q"]) == 0
+    for split, clip, same in (("train", "camera-0", False), ("test", "astronaut-0", True)):
+        frames = [(root / split / clip / "0000.png").read_bytes() for root in (out, recoloured)]
+        assert (frames[0] == frames[1]) == same  # training photos coloured, held-out ones as they are
+        assert (out / split / clip / MOTION_FILE).read_text() == (recoloured / split / clip / MOTION_FILE).read_text()

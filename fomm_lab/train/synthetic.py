@@ -53,8 +53,8 @@ class SyntheticOptions:
     held-out photo. radius: the object's radius as a share of the frame's half-side. shift: largest translation
     (normalised, 1 = half the frame). rotation: largest rotation (degrees). zoom: largest log scale change.
     warp: largest thin-plate-spline displacement (object units). recolour: give each training clip's photo a
-    random colouring (:func:`recolour`). seed: every random draw. splits: the splits
-    written (the others' clips are skipped, each written clip staying the same)."""
+    random colouring (:func:`recolour`). seed: every random draw. splits: the splits written (the others' clips
+    are skipped, each written clip staying the same)."""
 
     size: int = 64
     frames: int = 32
@@ -167,8 +167,8 @@ YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 
 def recolour(texture: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A random colouring of an object texture (float32 (S, S, 3) in [0, 1]): a grey photo becomes a duotone (its
     brightness mapped from a random dark colour to a random light one), a colour photo has its chroma turned by a
-    random angle about the grey axis (brightness kept). Five of the twelve training photos are grey, so without it
-    the generator sees few colours and shifts held-out ones (docs/training.md)."""
+    random angle about the grey axis (brightness kept): the training photos are partly grey, so colour jitter alone
+    leaves the generator few colours to learn (docs/training.md)."""
     luma = texture.mean(axis=-1, keepdims=True)
     if np.abs(texture - luma).max() < 0.02:
         dark, light = rng.uniform(0, 0.5, 3), rng.uniform(0.5, 1, 3)

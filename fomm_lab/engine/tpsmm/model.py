@@ -211,9 +211,8 @@ class TpsmmModel(MotionModel):
         (:mod:`fomm_lab.engine.fast.tpsmm`): float32 with Winograd's convolutions on the CPU; bfloat16 / float16 a
         channels-last copy of the float32 form with the convolutions' weights in that precision (norms float32).
         The keypoint detector is always the paper's float32 network, its batch norms unfolded: the TPS solve
-        amplifies its rounding a thousandfold into the frames (tests/fixtures/tpsmm-golden/README.md), and
-        folding moves the keypoints twice as far from the reference's float32 for no measurable time (see
-        docs/performance.md)."""
+        amplifies its rounding into the frames, and folding costs accuracy for no measurable time
+        (docs/performance.md)."""
         key = f"{dtype}-modules"
         if key not in self._inference:
             from ..fast.fuse import enable_winograd

@@ -30,9 +30,14 @@ WINOGRAD_MIN_PIXELS = 32 * 32
 """Winograd only on outputs of at least this many pixels (below, the tile transforms cost more than they save)."""
 
 WINOGRAD_MAX_PIXELS = 96 * 96
-"""... and at most this many: the per-frame maps are 64x64 (vox-256); on larger ones (the generator's encoder,
-once per source) the transformed tiles would take more memory than the networks' weights, and for the 2x2 phase
-kernels of the up-blocks the transforms of F(3x3, 2x2) cost as much time as they save there."""
+"""... and at most this many, unless the layer is wide (:data:`WINOGRAD_WIDE_CHANNELS`): on larger maps of narrow
+layers (the generator's 64-channel encoder at 256x256, the 2x2 phase kernels of the up-blocks) the tile transforms
+cost as much time as they save."""
+
+WINOGRAD_WIDE_CHANNELS = 128
+"""3x3 convolutions with at least this many input channels use Winograd on maps of any size above the minimum
+(TPSMM's decoder at 128x128: 256 channels 66 against 154 ms direct, 128 channels 25 against 41; the tile bands of
+:data:`~.winograd.CHUNK_TILES` keep its memory to a few MB)."""
 
 
 FORMS = ("direct", "winograd", "channels_last", "contiguous")
@@ -123,12 +128,14 @@ class FusedConv(nn.Module):
 
     def default_form(self, x: torch.Tensor) -> str:
         """The untuned rule: ``winograd`` where it applies on outputs of :data:`WINOGRAD_MIN_PIXELS` to
-        :data:`WINOGRAD_MAX_PIXELS` pixels, else ``direct``."""
+        :data:`WINOGRAD_MAX_PIXELS` pixels (no upper bound for wide 3x3 layers, :data:`WINOGRAD_WIDE_CHANNELS`),
+        else ``direct``."""
         if not self.winograd_applies(x):
             return "direct"
         pad, r = self.padding if isinstance(self.padding, int) else 0, self.weight.shape[-1]
         pixels = (x.shape[2] + 2 * pad - r + 1) * (x.shape[3] + 2 * pad - r + 1)
-        return "winograd" if WINOGRAD_MIN_PIXELS <= pixels <= WINOGRAD_MAX_PIXELS else "direct"
+        wide = r == 3 and self.weight.shape[1] >= WINOGRAD_WIDE_CHANNELS
+        return "winograd" if WINOGRAD_MIN_PIXELS <= pixels and (wide or pixels <= WINOGRAD_MAX_PIXELS) else "direct"
 
     def form(self, x: torch.Tensor) -> str:
         """The form this call runs (:data:`FORMS`): the tuned one for this input where :attr:`forms` has it (and

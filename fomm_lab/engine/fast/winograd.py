@@ -60,6 +60,13 @@ def winograd_matrices(m: int, r: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return at, g * scale[:, None], bt / scale[:, None]
 
 
+CHUNK_TILES = {3: 64, 2: 128}
+"""Tiles (N x tile columns x tile rows) that an eager call transforms and multiplies together, per kernel size: a
+band whose transformed tiles and products stay in a core's cache, while each band reads the transformed kernels
+again (the 2x2 phase kernels of the up-blocks are the widest, hence their larger bands). docs/performance.md
+measures it."""
+
+
 class WinogradPlan:
     """The transforms of F(m x m, r x r), for r x r kernels (float32, on ``device``).
 
@@ -85,28 +92,44 @@ class WinogradPlan:
         return (self.kernel_transform @ weight.reshape(cout * cin, r * r).t()).view(self.n * self.n, cout, cin)
 
     def __call__(self, x: torch.Tensor, kernels: torch.Tensor, bias: torch.Tensor | None,
-                 padding: int) -> torch.Tensor:
+                 padding: int, chunk_tiles: int | None = -1) -> torch.Tensor:
         """The stride-1 convolution of (N, Cin, H, W) float32 ``x`` with zero ``padding`` and the kernel
         transform ``kernels`` (:meth:`kernels`) -> (N, Cout, H + 2p - r + 1, W + 2p - r + 1), plus ``bias``
-        (Cout,) when given."""
+        (Cout,) when given.
+
+        Eagerly, the tiles go through the three steps a band of tile rows at a time (about ``chunk_tiles`` tiles;
+        -1: :data:`CHUNK_TILES`; None: all at once), so that each band's transformed tiles and products stay in the CPU's cache instead of
+        making three round trips through memory; every output pixel is the same sum either way."""
         m, n, r = self.m, self.n, self.r
         batch, cin, h, w = x.shape
         ho, wo = h + 2 * padding - r + 1, w + 2 * padding - r + 1
         th, tw = -(-ho // m), -(-wo // m)
         padded = F.pad(x, (padding, m * tw + r - 1 - w - padding, padding, m * th + r - 1 - h - padding))
         tiles = padded.unfold(2, n, m).unfold(3, n, m)  # (N, Cin, th, tw, n, n), a view
-        tiles = tiles.permute(4, 5, 1, 0, 2, 3).reshape(n * n, -1)  # (n*n, Cin * N*th*tw), one copy
-        transformed = (self.input_transform @ tiles).view(n * n, cin, -1)
-        products = torch.bmm(kernels, transformed)  # (n*n, Cout, N*th*tw)
-        cout = products.shape[1]
-        spatial = (self.output_transform @ products.view(n * n, -1)).view(m, m, cout, batch, th, tw)
-        spatial = spatial.permute(3, 2, 4, 0, 5, 1)  # (N, Cout, th, m, tw, m)
-        if torch.compiler.is_compiling():  # functional form, for the compiler to fuse
+        cout = kernels.shape[1]
+        if torch.compiler.is_compiling():  # functional form, in one piece, for the compiler to fuse
+            spatial = self._band(tiles, kernels)
             out = spatial if bias is None else spatial + bias.view(1, -1, 1, 1, 1, 1)
             return out.reshape(batch, cout, th * m, tw * m)[:, :, :ho, :wo]
         out = torch.empty(batch, cout, th, m, tw, m, dtype=x.dtype, device=x.device)
-        if bias is not None:
-            torch.add(spatial, bias.view(1, -1, 1, 1, 1, 1), out=out)  # the interleaving copy adds the bias
-        else:
-            out.copy_(spatial)
+        if chunk_tiles == -1:
+            chunk_tiles = CHUNK_TILES[r]
+        rows = th if chunk_tiles is None else max(1, min(th, chunk_tiles // (batch * tw)))
+        for start in range(0, th, rows):
+            spatial = self._band(tiles[:, :, start:start + rows], kernels)
+            band = out[:, :, start:start + rows]
+            if bias is not None:
+                torch.add(spatial, bias.view(1, -1, 1, 1, 1, 1), out=band)  # the interleaving copy adds the bias
+            else:
+                band.copy_(spatial)
         return out.view(batch, cout, th * m, tw * m)[:, :, :ho, :wo]
+
+    def _band(self, tiles: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
+        """(N, Cin, rows, tw, n, n) input tiles -> (N, Cout, rows, m, tw, m) output tiles (a permuted view)."""
+        m, n = self.m, self.n
+        batch, cin, rows, tw = tiles.shape[:4]
+        flat = tiles.permute(4, 5, 1, 0, 2, 3).reshape(n * n, -1)  # (n*n, Cin * N*rows*tw), one copy
+        transformed = (self.input_transform @ flat).view(n * n, cin, -1)
+        products = torch.bmm(kernels, transformed)  # (n*n, Cout, N*rows*tw)
+        spatial = (self.output_transform @ products.view(n * n, -1)).view(m, m, -1, batch, rows, tw)
+        return spatial.permute(3, 2, 4, 0, 5, 1)

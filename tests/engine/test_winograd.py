@@ -45,17 +45,18 @@ def test_winograd_convolution_equals_direct(shape, cout, r, padding):
     assert winograd_error <= winograd_bound(direct_error, exact), (winograd_error, direct_error)
 
 
-@pytest.mark.parametrize("chunk_tiles", [1, 7, 32, None])
-def test_bands_of_tiles_give_the_same_convolution(chunk_tiles):
-    """Band after band (one tile row; several, the last one shorter; all at once): the same sums."""
+@pytest.mark.parametrize("band_tiles", [1, 7, 32, None])
+def test_bands_of_tiles_give_the_same_convolution(band_tiles):
+    """Band after band (one tile row; several, the last one shorter; the default bands): the same sums as all
+    tiles at once."""
     g = torch.Generator().manual_seed(2)
     x, w, b = torch.randn(2, 8, 49, 21, generator=g), torch.randn(12, 8, 3, 3, generator=g), torch.randn(12, generator=g)
     plan = WinogradPlan(3)
     kernels = plan.kernels(w)
-    whole = plan(x, kernels, b, 1, chunk_tiles=None)
-    torch.testing.assert_close(plan(x, kernels, b, 1, chunk_tiles=chunk_tiles), whole, atol=1e-5, rtol=0)
+    whole = plan(x, kernels, b, 1, band_tiles=10**9)
+    torch.testing.assert_close(plan(x, kernels, b, 1, band_tiles=band_tiles), whole, atol=1e-5, rtol=0)
     torch.testing.assert_close(whole, F.conv2d(x, w, b, padding=1), atol=2e-4, rtol=0)
-    torch.testing.assert_close(plan(x, kernels, None, 1, chunk_tiles=chunk_tiles) + b.view(1, -1, 1, 1), whole,
+    torch.testing.assert_close(plan(x, kernels, None, 1, band_tiles=band_tiles) + b.view(1, -1, 1, 1), whole,
                                atol=1e-5, rtol=0)
 
 

@@ -37,7 +37,7 @@ cost as much time as they save."""
 WINOGRAD_WIDE_CHANNELS = 128
 """3x3 convolutions with at least this many input channels use Winograd on maps of any size above the minimum
 (TPSMM's decoder at 128x128: 256 channels 66 against 154 ms direct, 128 channels 25 against 41; the tile bands of
-:data:`~.winograd.CHUNK_TILES` keep its memory to a few MB)."""
+:data:`~.winograd.BAND_TILES` keep its memory to a few MB)."""
 
 
 FORMS = ("direct", "winograd", "channels_last", "contiguous")

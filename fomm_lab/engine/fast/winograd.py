@@ -60,7 +60,7 @@ def winograd_matrices(m: int, r: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return at, g * scale[:, None], bt / scale[:, None]
 
 
-CHUNK_TILES = {3: 64, 2: 128}
+BAND_TILES = {3: 64, 2: 128}
 """Tiles (N x tile columns x tile rows) that an eager call transforms and multiplies together, per kernel size: a
 band whose transformed tiles and products stay in a core's cache, while each band reads the transformed kernels
 again (the 2x2 phase kernels of the up-blocks are the widest, hence their larger bands). docs/performance.md
@@ -92,14 +92,15 @@ class WinogradPlan:
         return (self.kernel_transform @ weight.reshape(cout * cin, r * r).t()).view(self.n * self.n, cout, cin)
 
     def __call__(self, x: torch.Tensor, kernels: torch.Tensor, bias: torch.Tensor | None,
-                 padding: int, chunk_tiles: int | None = -1) -> torch.Tensor:
+                 padding: int, band_tiles: int | None = None) -> torch.Tensor:
         """The stride-1 convolution of (N, Cin, H, W) float32 ``x`` with zero ``padding`` and the kernel
         transform ``kernels`` (:meth:`kernels`) -> (N, Cout, H + 2p - r + 1, W + 2p - r + 1), plus ``bias``
         (Cout,) when given.
 
-        Eagerly, the tiles go through the three steps a band of tile rows at a time (about ``chunk_tiles`` tiles;
-        -1: :data:`CHUNK_TILES`; None: all at once), so that each band's transformed tiles and products stay in the CPU's cache instead of
-        making three round trips through memory; every output pixel is the same sum either way."""
+        Eagerly, the tiles go through the three steps a band of tile rows at a time (about ``band_tiles`` tiles,
+        at least one row; None: :data:`BAND_TILES`), so that each band's transformed tiles and products stay in
+        the CPU's cache instead of making three round trips through memory; every output pixel is the same sum
+        either way."""
         m, n, r = self.m, self.n, self.r
         batch, cin, h, w = x.shape
         ho, wo = h + 2 * padding - r + 1, w + 2 * padding - r + 1
@@ -112,9 +113,7 @@ class WinogradPlan:
             out = spatial if bias is None else spatial + bias.view(1, -1, 1, 1, 1, 1)
             return out.reshape(batch, cout, th * m, tw * m)[:, :, :ho, :wo]
         out = torch.empty(batch, cout, th, m, tw, m, dtype=x.dtype, device=x.device)
-        if chunk_tiles == -1:
-            chunk_tiles = CHUNK_TILES[r]
-        rows = th if chunk_tiles is None else max(1, min(th, chunk_tiles // (batch * tw)))
+        rows = max(1, min(th, (band_tiles or BAND_TILES[r]) // (batch * tw)))
         for start in range(0, th, rows):
             spatial = self._band(tiles[:, :, start:start + rows], kernels)
             band = out[:, :, start:start + rows]

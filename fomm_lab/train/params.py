@@ -35,11 +35,14 @@ VGG_LAYERS = 5
 class TransformParams:
     """The random transform of the equivariance constraint: affine noise ``sigma_affine`` and, when both
     are given, a thin-plate-spline deformation of ``points_tps`` x ``points_tps`` control points with
-    weights of standard deviation ``sigma_tps``."""
+    weights of standard deviation ``sigma_tps``. ``rotation`` (degrees, not in the paper; 0 leaves its
+    transform as it is) turns the affine part by a uniform random angle within +-rotation about the frame's
+    centre, so that jacobians learn to turn with objects that turn further than the affine noise does."""
 
     sigma_affine: float
     sigma_tps: float | None = None
     points_tps: int | None = None
+    rotation: float = 0.0
 
     @property
     def tps(self) -> bool:
@@ -248,7 +251,8 @@ def _transform(r: _Reader, raw: Any) -> TransformParams:
     return r.build(TransformParams, values, key,
                    sigma_affine=r.number(values.get("sigma_affine", 0.0), f"{key}.sigma_affine"),
                    sigma_tps=None if sigma_tps is None else r.number(sigma_tps, f"{key}.sigma_tps"),
-                   points_tps=None if points_tps is None else r.integer(points_tps, f"{key}.points_tps", 2))
+                   points_tps=None if points_tps is None else r.integer(points_tps, f"{key}.points_tps", 2),
+                   rotation=r.number(values.get("rotation", 0.0), f"{key}.rotation"))
 
 
 def _loss_weights(r: _Reader, raw: Any, disc_blocks: int) -> LossWeights:

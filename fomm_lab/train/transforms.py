@@ -6,8 +6,9 @@ coordinates of X (Y(z) = X(T(z)), the backward warp grid_sample takes):
 
     T(z) = A z + b + sum_k w_k phi(r_k(z)),   phi(r) = r^2 log(r + 1e-6),   r_k(z) = |z - c_k|_1
 
-with A = I + noise and b = noise (standard deviation ``sigma_affine``), control points c_k on a regular
-``points_tps`` x ``points_tps`` grid over [-1, 1]^2 and weights w_k of standard deviation ``sigma_tps``
+with A = I + noise and b = noise (standard deviation ``sigma_affine``; both turned by a random rotation R,
+A <- R A and b <- R b, when ``rotation`` is set: an addition to the paper's transform), control points c_k on
+a regular ``points_tps`` x ``points_tps`` grid over [-1, 1]^2 and weights w_k of standard deviation ``sigma_tps``
 (the same w_k for both output coordinates). As in the authors' implementation, r is the L1 distance to the
 control point (a classical thin-plate spline uses the Euclidean one). Coordinates are (x, y) in [-1, 1], -1
 and 1 being the centres of the first and last pixels -- the convention of the keypoints.
@@ -17,6 +18,8 @@ A + sum_k w_k phi'(r_k) sign(z - c_k)^T, with phi'(r) = 2 r log(r + 1e-6) + r^2 
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -47,6 +50,11 @@ class RandomTransform:
             self.control_points = coordinate_grid(p, p, dtype=dtype).view(1, p * p, 2).to(device)
             weights = torch.normal(0.0, float(params.sigma_tps), (batch, 1, p * p), generator=generator)
             self.control_weights = weights.to(device=device, dtype=dtype)
+        if params.rotation:  # drawn last: without it the paper's transforms stay the same draws
+            angle = (torch.rand(batch, generator=generator) * 2 - 1) * math.radians(float(params.rotation))
+            cos, sin = torch.cos(angle), torch.sin(angle)
+            turn = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], 1)  # (N, 2, 2)
+            self.theta = turn.to(device=device, dtype=dtype) @ self.theta
 
     @classmethod
     def from_matrix(cls, theta: torch.Tensor) -> RandomTransform:

@@ -281,6 +281,15 @@ def test_perceptual_zero_disables_the_perceptual_loss(tmp_path):
     assert weights.perceptual == () and not weights.uses_perceptual
 
 
+def test_the_equivariance_rotation_is_read_from_transform_params(tmp_path):
+    assert load_training_config(TINY_CONFIG).train.transform_params.rotation == 0  # the paper's transform
+    path = edited(tmp_path, lambda raw: raw["train_params"]["transform_params"].update(rotation=35))
+    assert load_training_config(path).train.transform_params.rotation == 35
+    path = edited(tmp_path, lambda raw: raw["train_params"]["transform_params"].update(rotation="wide"))
+    with pytest.raises(ConfigError, match=r"transform_params.rotation must be a number"):
+        load_training_config(path)
+
+
 @pytest.mark.parametrize("change, expected", [
     (lambda raw: raw["train_params"].update(batch_sise=3), r"train_params has unknown parameter\(s\) batch_sise"),
     (lambda raw: raw["train_params"].pop("lr_generator"), r"train_params is missing lr_generator"),

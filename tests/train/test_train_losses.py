@@ -78,6 +78,26 @@ def test_frame_warp_and_coordinate_warp_agree():
     assert torch.linalg.norm(found - p) > 0.05  # and the transform did move it
 
 
+def test_rotation_turns_the_affine_part_and_leaves_the_papers_draws_alone():
+    plain = RandomTransform(64, TPS, generator=torch.Generator().manual_seed(3))
+    turned = RandomTransform(64, TransformParams(sigma_affine=0.05, sigma_tps=0.005, points_tps=5, rotation=30),
+                             generator=torch.Generator().manual_seed(3))
+    assert plain.control_weights is not None and turned.control_weights is not None
+    torch.testing.assert_close(turned.control_weights, plain.control_weights)  # the same TPS draws
+    # turned = R @ plain, R a rotation of at most 30 degrees, of both spreads of angles
+    turn = turned.theta[:, :, :2] @ torch.linalg.inv(plain.theta[:, :, :2])
+    torch.testing.assert_close(turn @ turn.transpose(1, 2), torch.eye(2).expand(64, 2, 2), atol=1e-5, rtol=0)
+    torch.testing.assert_close(turned.theta[:, :, 2:], turn @ plain.theta[:, :, 2:], atol=1e-6, rtol=0)
+    angles = torch.rad2deg(torch.atan2(turn[:, 1, 0], turn[:, 0, 0]))
+    assert angles.abs().max() <= 30 and angles.min() < -15 and angles.max() > 15
+    affine = RandomTransform(64, TransformParams(sigma_affine=0.05, rotation=30),
+                             generator=torch.Generator().manual_seed(3))  # without TPS its jacobian is R A
+    points = torch.rand(64, 5, 2) * 2 - 1
+    jacobian = affine.jacobian(points)
+    torch.testing.assert_close(jacobian, affine.theta[:, None, :, :2].expand_as(jacobian))
+    assert torch.rad2deg(torch.atan2(jacobian[:, 0, 1, 0], jacobian[:, 0, 0, 0])).abs().max() > 15
+
+
 def test_equivariance_losses_vanish_for_equivariant_keypoints():
     transform = RandomTransform(2, TPS, generator=torch.Generator().manual_seed(2))
     kp_y = Keypoints(torch.rand(2, 10, 2) * 1.6 - 0.8, torch.eye(2).repeat(2, 10, 1, 1) + 0.1 * torch.rand(2, 10, 2, 2))

@@ -9,8 +9,9 @@ kernel transform is made the first time its convolution gets such an input and k
 transforms its frame size uses; a compiled graph computes them per call instead and holds none.
 
 Which exact form runs is, by default, the fixed rule below (Winograd between :data:`WINOGRAD_MIN_PIXELS` and
-:data:`WINOGRAD_MAX_PIXELS` output pixels, else oneDNN's direct convolution). :mod:`.tune` replaces the rule by the
-form measured fastest on this machine for each input a convolution gets (:attr:`FusedConv.forms`, :data:`FORMS`).
+:data:`WINOGRAD_MAX_PIXELS` output pixels, or above the minimum for wide 3x3 layers, else oneDNN's direct
+convolution). :mod:`.tune` replaces the rule by the form measured fastest on this machine for each input a
+convolution gets (:attr:`FusedConv.forms`, :data:`FORMS`).
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ What applies, and how (:mod:`.fuse` and :mod:`.conv` hold the rewrites themselve
   (:meth:`~fomm_lab.engine.tpsmm.model.TpsmmModel.inference_modules` says why);
 * the dense motion and inpainting networks' blocks normalise with instance norm, whose statistics are the
   input's own: nothing folds into the convolutions, but each 3x3 convolution becomes a FusedConv (Winograd on
-  32..96 px maps in float32 on the CPU) and the instance norm and ReLU follow it unchanged;
+  maps from 32 px in float32 on the CPU, by :meth:`~.conv.FusedConv.default_form`) and the instance norm and
+  ReLU follow it unchanged;
 * their up blocks (nearest x2, then 3x3 convolution, instance norm, ReLU): the convolution of the up-sampled map
   is computed at low resolution as one 2x2 convolution with 4x the output channels and a pixel shuffle
   (:class:`~.fuse.SubpixelUpBlock`, no ReLU inside), then the instance norm over the whole (2H, 2W) output and

@@ -44,10 +44,10 @@ class FommTraining:
 
         config = self.config
         w = config.train.loss_weights
-        if not (w.uses_perceptual or w.uses_equivariance or w.generator_gan != 0):
+        if not (w.uses_perceptual or w.uses_equivariance or w.generator_gan != 0 or w.pixel != 0):
             raise ConfigError(f"config {config.path}: every generator loss weight in train_params.loss_weights is 0 "
-                              "(perceptual, equivariance_value, equivariance_jacobian, generator_gan): nothing to "
-                              "train")
+                              "(perceptual, pixel, equivariance_value, equivariance_jacobian, generator_gan): "
+                              "nothing to train")
         check_colormap(config.visualizer.colormap)
         if w.equivariance_jacobian != 0 and not config.model.common.estimate_jacobian:
             raise ConfigError(f"config {config.path}: train_params.loss_weights.equivariance_jacobian is "

@@ -70,6 +70,11 @@ def perceptual_loss(vgg: VGG19Features, generated: Pyramid, real: Pyramid, weigh
     return total
 
 
+def pixel_loss(generated: Pyramid, real: Pyramid, weight: float) -> torch.Tensor:
+    """w sum over pyramid levels of mean |reconstruction - driving frame| (not in the paper)."""
+    return weight * sum((image - real[scale]).abs().mean() for scale, image in generated.items())
+
+
 def equivariance_value_loss(kp_driving: Keypoints, kp_transformed: Keypoints, transform: RandomTransform,
                             weight: float) -> torch.Tensor:
     """w mean |p^X - T(p^Y)| for keypoints (N, K, 2) of the frame X and of its transform Y."""

@@ -32,6 +32,7 @@ from .losses import (
     feature_matching_loss,
     generator_gan_loss,
     perceptual_loss,
+    pixel_loss,
 )
 from .params import LossWeights, TrainingConfig
 from .transforms import RandomTransform
@@ -122,6 +123,8 @@ class GeneratorFull(nn.Module):
         if self.vgg is not None:
             losses["perceptual"] = perceptual_loss(self.vgg, {s: generated.fake[s] for s in self.scales},
                                                    generated.real, w.perceptual)
+        if w.pixel != 0:
+            losses["pixel"] = pixel_loss({s: generated.fake[s] for s in self.scales}, generated.real, w.pixel)
         if w.uses_equivariance:
             if transform is None:
                 raise ValueError("the equivariance losses need a random transform")

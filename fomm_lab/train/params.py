@@ -54,7 +54,9 @@ class LossWeights:
     """Weights of the losses (0 or an empty tuple: the loss is not computed).
 
     generator_gan / discriminator_gan: LSGAN terms; feature_matching: one weight per discriminator block;
-    perceptual: one weight per VGG19 layer (at most 5); equivariance_value / equivariance_jacobian.
+    perceptual: one weight per VGG19 layer (at most 5); equivariance_value / equivariance_jacobian;
+    pixel (not in the paper): the mean absolute pixel difference of every pyramid level of the reconstruction to
+    the driving frame.
     """
 
     generator_gan: float = 0.0
@@ -63,6 +65,7 @@ class LossWeights:
     perceptual: tuple[float, ...] = ()
     equivariance_value: float = 0.0
     equivariance_jacobian: float = 0.0
+    pixel: float = 0.0
 
     @property
     def uses_perceptual(self) -> bool:
@@ -259,7 +262,8 @@ def _loss_weights(r: _Reader, raw: Any, disc_blocks: int) -> LossWeights:
     key = "train_params.loss_weights"
     values = r.mapping(raw, key)
     scalars = {name: r.number(values[name], f"{key}.{name}") for name in
-               ("generator_gan", "discriminator_gan", "equivariance_value", "equivariance_jacobian") if name in values}
+               ("generator_gan", "discriminator_gan", "equivariance_value", "equivariance_jacobian", "pixel")
+               if name in values}
     perceptual = r.numbers(values.get("perceptual", ()), f"{key}.perceptual", VGG_LAYERS)
     if len(perceptual) > VGG_LAYERS:
         raise r.error(f"{key}.perceptual", f"has {len(perceptual)} weights but VGG19 gives {VGG_LAYERS} feature "

@@ -52,7 +52,9 @@ class SyntheticOptions:
     """size: side of the square frames. frames: frames per clip. train_clips / test_clips: clips per training /
     held-out photo. radius: the object's radius as a share of the frame's half-side. shift: largest translation
     (normalised, 1 = half the frame). rotation: largest rotation (degrees). zoom: largest log scale change.
-    warp: largest thin-plate-spline displacement (object units). recolour: give each training clip's photo a
+    warp: largest thin-plate-spline displacement (object units). aspect: the range of the mask ellipse's aspect
+    (short over long axis), drawn per clip; (a, a) gives every clip the same shape, an orientation cue that the
+    objects of a real dataset share (faces). recolour: give each training clip's photo a
     random colouring (:func:`recolour`). seed: every random draw. splits: the splits written (the others' clips
     are skipped, each written clip staying the same)."""
 
@@ -65,6 +67,7 @@ class SyntheticOptions:
     rotation: float = 35.0
     zoom: float = 0.2
     warp: float = 0.06
+    aspect: tuple[float, float] = (0.7, 1.0)
     recolour: bool = False
     seed: int = 0
     train_images: tuple[str, ...] = TRAIN_IMAGES
@@ -289,7 +292,7 @@ class ClipMaker:
         """(object texture, background, mask aspect) drawn from ``rng``."""
         side = 2 * self.options.size
         return (_object_texture(rng, self.photo(image), side), _texture(rng, self.options.size, self._textures),
-                float(rng.uniform(0.7, 1.0)))
+                float(rng.uniform(*self.options.aspect)))
 
     def render(self, motion: ClipMotion, appearance: tuple[np.ndarray, np.ndarray, float]) -> list[np.ndarray]:
         texture, background, aspect = appearance
@@ -340,6 +343,10 @@ def make_synthetic_dataset(out: str | Path, options: SyntheticOptions = Syntheti
     if options.size < 16 or options.frames < 2:
         raise DatasetError(f"a synthetic dataset needs frames of 16 pixels or more and 2 frames or more per clip, "
                            f"got size {options.size}, {options.frames} frames")
+    low, high = options.aspect
+    if not 0.2 <= low <= high <= 1:
+        raise DatasetError("a synthetic dataset's mask aspect must lie in [0.2, 1] (short over long axis, "
+                           f"low <= high), got {low} to {high}")
     out = Path(out)
     maker = ClipMaker(options)
     result = SyntheticResult(out)

@@ -19,9 +19,11 @@ from fomm_lab.train.proof import carry
 from fomm_lab.train.synthetic import (
     MOTION_FILE,
     YIQ,
+    ClipMaker,
     SyntheticOptions,
     iter_clips,
     make_synthetic_dataset,
+    random_motion,
     random_vgg19,
     read_motion,
     recolour,
@@ -162,3 +164,31 @@ def test_prepare_data_synthetic_writes_the_whole_dataset(tmp_path, capsys):
         frames = [(root / split / clip / "0000.png").read_bytes() for root in (out, recoloured)]
         assert (frames[0] == frames[1]) == same  # training photos coloured, held-out ones as they are
         assert (out / split / clip / MOTION_FILE).read_text() == (recoloured / split / clip / MOTION_FILE).read_text()
+
+
+def test_a_fixed_aspect_gives_every_mask_that_shape(tmp_path):
+    options = dataclasses.replace(SMALL, aspect=(0.5, 0.5), rotation=0.0, warp=0.0)
+    maker = ClipMaker(options)
+    rng = np.random.default_rng(0)
+    motion = random_motion(rng, options, "astronaut")
+    texture, background, aspect = maker.appearance("astronaut", rng)
+    assert aspect == 0.5
+    white = np.ones_like(texture)
+    mask = maker.render(motion, (white, np.zeros_like(background), aspect))[0].astype(np.float32)[..., 0] > 127
+    ys, xs = np.nonzero(mask)
+    assert np.ptp(ys) / np.ptp(xs) == pytest.approx(0.5, abs=0.08)  # unturned: the long axis is x
+    drawn = [ClipMaker(SMALL).appearance("astronaut", np.random.default_rng(seed))[2] for seed in range(20)]
+    assert 0.7 <= min(drawn) < max(drawn) <= 1.0  # the default: drawn per clip
+    with pytest.raises(DatasetError, match="aspect"):
+        make_synthetic_dataset(tmp_path / "bad", dataclasses.replace(SMALL, aspect=(0.9, 0.5)))
+
+
+def test_prepare_data_synthetic_aspect_from_the_command_line(tmp_path, capsys):
+    out = tmp_path / "data"
+    assert main(["prepare-data", "--synthetic", "--aspect", "0.5", "--out", str(out), "--size", "32", "-q"]) == 0
+    reference = make_synthetic_dataset(tmp_path / "ref", SyntheticOptions(size=32, aspect=(0.5, 0.5), recolour=False,
+                                                                          splits=("test",), progress=False))
+    for clip in reference.test:
+        assert digest(clip) == digest(out / "test" / clip.name)  # the CLI is the option
+    assert main(["prepare-data", "--synthetic", "--aspect", "1.5", "--out", str(tmp_path / "x"), "-q"]) != 0
+    assert "aspect" in capsys.readouterr().err and not (tmp_path / "x" / "test").exists()

@@ -281,6 +281,15 @@ def test_perceptual_zero_disables_the_perceptual_loss(tmp_path):
     assert weights.perceptual == () and not weights.uses_perceptual
 
 
+def test_the_pixel_loss_weight_is_read_and_off_by_default(tmp_path):
+    assert load_training_config(TINY_CONFIG).train.loss_weights.pixel == 0  # the paper's losses only
+    path = edited(tmp_path, lambda raw: raw["train_params"]["loss_weights"].update(pixel=5))
+    assert load_training_config(path).train.loss_weights.pixel == 5
+    path = edited(tmp_path, lambda raw: raw["train_params"]["loss_weights"].update(pixel=[1, 2]))
+    with pytest.raises(ConfigError, match=r"loss_weights.pixel must be a number"):
+        load_training_config(path)
+
+
 def test_the_equivariance_rotation_is_read_from_transform_params(tmp_path):
     assert load_training_config(TINY_CONFIG).train.transform_params.rotation == 0  # the paper's transform
     path = edited(tmp_path, lambda raw: raw["train_params"]["transform_params"].update(rotation=35))

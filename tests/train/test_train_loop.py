@@ -231,6 +231,19 @@ def test_adversarial_config_trains_the_discriminator(workspace, vgg_entry, tmp_p
     assert data["discriminator"]["discs.1.down_blocks.0.conv.weight_orig"].shape[1] == 3 + 10  # image + heatmaps
 
 
+def test_a_pixel_only_config_trains_the_generator_on_the_pixel_loss(workspace, vgg_entry, tmp_path):
+    raw = yaml.safe_load(TINY_CONFIG.read_text())
+    raw["train_params"]["loss_weights"].update(perceptual=0, equivariance_value=0, equivariance_jacobian=0, pixel=10)
+    pixel = tmp_path / "tiny-pixel.yaml"
+    pixel.write_text(yaml.safe_dump(raw))
+    result = train(options(workspace, "pixel", vgg_entry, config=pixel, max_steps=2))
+    log = read_log(result.out)
+    assert set(log[-1]["losses"]) == {"pixel"} and log[-1]["losses"]["pixel"] > 0
+    fresh = initial_model().generator.state_dict()
+    trained = read_checkpoint(result.checkpoint)["generator"]
+    assert any(not torch.equal(fresh[k], trained[k]) for k in fresh if k.endswith("weight"))
+
+
 def test_a_diverged_step_stops_before_any_weight_changes(tmp_path):
     config = load_training_config(TINY_CONFIG)
     config = dataclasses.replace(config, train=dataclasses.replace(config.train, loss_weights=dataclasses.replace(

@@ -145,6 +145,16 @@ def test_perceptual_loss_compares_every_scale_and_layer():
     assert 0 < only_first.item() < value.item()
 
 
+def test_pixel_loss_is_the_weighted_mean_absolute_difference_of_every_scale():
+    pyramid = losses.ImagePyramid((1, 0.5))
+    real = pyramid(torch.rand(2, 3, 32, 32))
+    assert losses.pixel_loss(real, real, 5.0).item() == 0.0
+    fake = {scale: image + torch.where(torch.rand_like(image) < 0.5, 0.1, -0.1) for scale, image in real.items()}
+    torch.testing.assert_close(losses.pixel_loss(fake, real, 5.0), torch.tensor(5.0 * 2 * 0.1))
+    only_full = losses.pixel_loss({1: fake[1]}, real, 5.0)  # the levels given are the levels compared
+    torch.testing.assert_close(only_full, torch.tensor(5.0 * 0.1))
+
+
 # -------------------------------------------------------------------------------------------- vgg
 
 

@@ -319,9 +319,11 @@ def _synthetic_data(args: argparse.Namespace) -> int:
 
     if args.videos:
         raise FommLabError("--synthetic makes its own clips: give no VIDEO with it")
-    aspect = {} if args.aspect is None else {"aspect": (args.aspect, args.aspect)}
+    chosen = {} if args.aspect is None else {"aspect": (args.aspect, args.aspect)}
+    if args.rotation is not None:
+        chosen["rotation"] = args.rotation
     options = SyntheticOptions(size=args.size or 64, seed=args.seed, recolour=args.recolour, progress=args.progress,
-                               **aspect)
+                               **chosen)
     result = make_synthetic_dataset(args.out, options, say=_say(args))
     vgg = random_vgg19(args.out / "vgg19-random.pth")
     print(f"{args.out}: {len(result.train)} training and {len(result.test)} held-out clips; random VGG19 features "

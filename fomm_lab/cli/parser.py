@@ -266,6 +266,9 @@ def _training_parsers(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("--aspect", type=number, default=None, metavar="A",
                    help="--synthetic: every object's mask an ellipse of this aspect, short over long axis, in "
                         "[0.2, 1] (default: drawn from 0.7 to 1 per clip; docs/training.md)")
+    p.add_argument("--rotation", type=number, default=None, metavar="DEGREES",
+                   help="--synthetic: the largest rotation of an object from its upright pose, 0 to 90 (default 35; "
+                        "docs/training.md)")
     p.add_argument("--size", type=_int_at_least(16), default=None,
                    help="side of the frames in pixels (default: the --config's frame size)")
     p.add_argument("--config", default="vox-256", help="config whose frame size is used (default: vox-256)")

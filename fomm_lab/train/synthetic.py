@@ -343,6 +343,9 @@ def make_synthetic_dataset(out: str | Path, options: SyntheticOptions = Syntheti
     if options.size < 16 or options.frames < 2:
         raise DatasetError(f"a synthetic dataset needs frames of 16 pixels or more and 2 frames or more per clip, "
                            f"got size {options.size}, {options.frames} frames")
+    if not 0 <= options.rotation <= 90:
+        raise DatasetError(f"a synthetic dataset's largest rotation must lie in [0, 90] degrees, "
+                           f"got {options.rotation}")
     low, high = options.aspect
     if not 0.2 <= low <= high <= 1:
         raise DatasetError("a synthetic dataset's mask aspect must lie in [0.2, 1] (short over long axis, "

@@ -192,3 +192,13 @@ def test_prepare_data_synthetic_aspect_from_the_command_line(tmp_path, capsys):
         assert digest(clip) == digest(out / "test" / clip.name)  # the CLI is the option
     assert main(["prepare-data", "--synthetic", "--aspect", "1.5", "--out", str(tmp_path / "x"), "-q"]) != 0
     assert "aspect" in capsys.readouterr().err and not (tmp_path / "x" / "test").exists()
+
+
+def test_prepare_data_synthetic_rotation_from_the_command_line(tmp_path, capsys):
+    out = tmp_path / "data"
+    assert main(["prepare-data", "--synthetic", "--rotation", "10", "--out", str(out), "--size", "32", "-q"]) == 0
+    turns = [np.degrees(np.abs(np.arctan2(m.affine[:, 1, 0], m.affine[:, 0, 0]))).max()
+             for m in map(read_motion, iter_clips(out / "train"))]
+    assert max(turns) <= 10 + 1e-6 and max(turns) > 5  # every turn within the bound, and some near it
+    assert main(["prepare-data", "--synthetic", "--rotation", "120", "--out", str(tmp_path / "x"), "-q"]) != 0
+    assert "rotation" in capsys.readouterr().err and not (tmp_path / "x" / "test").exists()

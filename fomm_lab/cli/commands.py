@@ -9,6 +9,7 @@ every check that needs no model has passed.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
@@ -319,11 +320,11 @@ def _synthetic_data(args: argparse.Namespace) -> int:
 
     if args.videos:
         raise FommLabError("--synthetic makes its own clips: give no VIDEO with it")
-    chosen = {} if args.aspect is None else {"aspect": (args.aspect, args.aspect)}
+    options = SyntheticOptions(size=args.size or 64, seed=args.seed, recolour=args.recolour, progress=args.progress)
+    if args.aspect is not None:
+        options = dataclasses.replace(options, aspect=(args.aspect, args.aspect))
     if args.rotation is not None:
-        chosen["rotation"] = args.rotation
-    options = SyntheticOptions(size=args.size or 64, seed=args.seed, recolour=args.recolour, progress=args.progress,
-                               **chosen)
+        options = dataclasses.replace(options, rotation=args.rotation)
     result = make_synthetic_dataset(args.out, options, say=_say(args))
     vgg = random_vgg19(args.out / "vgg19-random.pth")
     print(f"{args.out}: {len(result.train)} training and {len(result.test)} held-out clips; random VGG19 features "

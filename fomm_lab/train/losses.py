@@ -72,7 +72,10 @@ def perceptual_loss(vgg: VGG19Features, generated: Pyramid, real: Pyramid, weigh
 
 def pixel_loss(generated: Pyramid, real: Pyramid, weight: float) -> torch.Tensor:
     """w sum over pyramid levels of mean |reconstruction - driving frame| (not in the paper)."""
-    return weight * sum((image - real[scale]).abs().mean() for scale, image in generated.items())
+    total = next(iter(generated.values())).new_zeros(())
+    for scale, image in generated.items():
+        total = total + (image - real[scale]).abs().mean()
+    return weight * total
 
 
 def equivariance_value_loss(kp_driving: Keypoints, kp_transformed: Keypoints, transform: RandomTransform,

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import time
@@ -23,18 +22,6 @@ LAYERS = (  # (kernel, in channels, out channels, output side)
     (3, 64, 64, 256), (3, 64, 64, 128), (2, 512, 1024, 32), (2, 128, 256, 128),
 )
 BANDS = (16, 32, 64, 128, 256)
-
-
-def cpu_name() -> str:
-    """The CPU's model name and the flags that matter here."""
-    try:
-        info = open("/proc/cpuinfo").read()
-    except OSError:
-        return platform.processor() or "unknown CPU"
-    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
-    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
-    shown = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if f in flags]
-    return f"{name} ({', '.join(shown)})"
 
 
 def median_ms(call, repeats: int) -> float:
@@ -76,11 +63,12 @@ def main() -> int:
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     import torch
 
+    from fomm_lab.device import cpu_info
     from fomm_lab.engine.fast.winograd import BAND_TILES
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    print(f"{cpu_name()}, {args.threads} thread(s), torch {torch.__version__}, median of {args.repeats}, ms")
+    print(f"{cpu_info().describe()}, {args.threads} thread(s), torch {torch.__version__}, median of {args.repeats}, ms")
     heads = ["direct", "whole"] + [f"{b}" for b in BANDS]
     print("| layer @ output | " + " | ".join(heads) + " |")
     print("|---|" + "---:|" * len(heads))

@@ -120,11 +120,11 @@ class GeneratorFull(nn.Module):
                               real=self.pyramid(driving), fake=self.pyramid(out["prediction"]))
         losses: dict[str, torch.Tensor] = {}
         w = self.weights
+        fake = {s: generated.fake[s] for s in self.scales}
         if self.vgg is not None:
-            losses["perceptual"] = perceptual_loss(self.vgg, {s: generated.fake[s] for s in self.scales},
-                                                   generated.real, w.perceptual)
+            losses["perceptual"] = perceptual_loss(self.vgg, fake, generated.real, w.perceptual)
         if w.pixel != 0:
-            losses["pixel"] = pixel_loss({s: generated.fake[s] for s in self.scales}, generated.real, w.pixel)
+            losses["pixel"] = pixel_loss(fake, generated.real, w.pixel)
         if w.uses_equivariance:
             if transform is None:
                 raise ValueError("the equivariance losses need a random transform")

@@ -1,7 +1,8 @@
 """Proof that training learns: the synthetic run of docs/training.md, reproduced and scored.
 
-1. ``fomm-lab prepare-data --synthetic --out DIR/data --seed SEED``: clips of scikit-image photos moving with
-   known transforms (72 training clips of 12 photos, 6 held-out clips of 3 other photos, 32 frames of 64x64) and
+1. ``fomm-lab prepare-data --synthetic --out DIR/data --seed SEED --recolour --aspect 0.7 --rotation 15``: clips
+   of scikit-image photos moving with known transforms (72 training clips of 12 photos, recoloured at random; 6
+   held-out clips of 3 other photos; 32 frames of 64x64, each object in an ellipse of aspect 0.7) and
    DIR/data/vgg19-random.pth (random VGG19 features for the perceptual loss: the ImageNet file is not needed).
 2. ``fomm-lab train --config synthetic-64 --data DIR/data --out DIR/run --vgg19 DIR/data/vgg19-random.pth
    --workers 0 --device cpu --seed SEED`` with ``--threads`` torch threads (default 2; ``--max-steps`` to stop
@@ -13,7 +14,7 @@
 usage: python benchmarks/bench_learns.py [--out runs/learns] [--seed 0] [--threads 2] [--max-steps N] [--figure PNG]
        python benchmarks/bench_learns.py --checkpoint tests/fixtures/trained-synthetic/checkpoint.pth.tar
              (score a trained checkpoint only: steps 1 and 3)
-The shipped run (--threads 1) took about 16 minutes on one thread of an AMD EPYC core (docs/training.md); the bar
+The shipped run (--threads 1) took about 30 minutes on one thread of an AMD EPYC core (docs/training.md); the bar
 is a held-out L1 at most half the baseline's.
 """
 
@@ -27,6 +28,9 @@ import time
 from pathlib import Path
 
 CONFIG = "synthetic-64"
+DATA_OPTIONS = ("--recolour", "--aspect", "0.7", "--rotation", "15")
+"""The data the config is made for: training photos recoloured, every mask an ellipse of aspect 0.7, turns
+within 15 degrees."""
 
 
 def loss_figure(log: Path, out: Path, threads: int = 2) -> Path:
@@ -79,7 +83,7 @@ def main() -> int:
     from fomm_lab.train.proof import prove_dataset
 
     data, run = args.out / "data", args.out / "run"
-    if cli(["-q", "prepare-data", "--synthetic", "--out", str(data), "--seed", str(args.seed)]) != 0:
+    if cli(["-q", "prepare-data", "--synthetic", "--out", str(data), "--seed", str(args.seed), *DATA_OPTIONS]) != 0:
         return 1
     checkpoint = args.checkpoint
     if checkpoint is None:

@@ -49,6 +49,10 @@ class FommTraining:
                               "(perceptual, pixel, equivariance_value, equivariance_jacobian, generator_gan): "
                               "nothing to train")
         check_colormap(config.visualizer.colormap)
+        if w.keypoint_prior != 0 and config.model.common.num_kp < 2:
+            raise ConfigError(f"config {config.path}: train_params.loss_weights.keypoint_prior is {w.keypoint_prior} "
+                              f"but the model has {config.model.common.num_kp} keypoint "
+                              "(model_params.common_params.num_kp); it keeps keypoints apart: set it to 0")
         if w.equivariance_jacobian != 0 and not config.model.common.estimate_jacobian:
             raise ConfigError(f"config {config.path}: train_params.loss_weights.equivariance_jacobian is "
                               f"{w.equivariance_jacobian} but the model estimates no jacobians "

@@ -24,6 +24,13 @@ and keypoint-value equivariance losses, and two of its own:
 * Background loss: the background affine transformations predicted for (S, D) and for (D, S) must be each
   other's inverse: L_bg = w mean |A_{S<-D} A_{D<-S} - I| (:func:`background_loss`).
 
+Beyond the paper, for training on few or rigid objects, where all keypoints can gather on one spot (one keypoint
+and its jacobian carry a rigid motion):
+
+* Keypoint prior of face-vid2vid (Wang et al., CVPR 2021, Eq. 6, without its depth term): every pair of keypoints
+  of a frame should be at least D apart, L_prior = w mean_{i != j} max(0, D - |p_i - p_j|)
+  (:func:`keypoint_prior_loss`; a hinge on the distance, where face-vid2vid's is on its square).
+
 All means run over every element (batch, keypoints, channels, pixels).
 """
 
@@ -76,6 +83,18 @@ def pixel_loss(generated: Pyramid, real: Pyramid, weight: float) -> torch.Tensor
     for scale, image in generated.items():
         total = total + (image - real[scale]).abs().mean()
     return weight * total
+
+
+def keypoint_prior_loss(keypoints: torch.Tensor, distance: float, weight: float) -> torch.Tensor:
+    """w mean over the batch and the ordered pairs i != j of max(0, D - |p_i - p_j|), for keypoint values
+    (N, K, 2) (K >= 2) in normalised coordinates and D = ``distance`` in the same units."""
+    count = keypoints.shape[1]
+    if count < 2:
+        raise ValueError(f"the keypoint prior needs two keypoints or more, got {count}")
+    apart = ~torch.eye(count, dtype=torch.bool, device=keypoints.device)
+    offsets = (keypoints[:, :, None] - keypoints[:, None])[:, apart]  # (N, K (K - 1), 2)
+    gaps = torch.sqrt(offsets.pow(2).sum(-1) + 1e-12)  # finite gradient where two keypoints meet
+    return weight * F.relu(distance - gaps).mean()
 
 
 def equivariance_value_loss(kp_driving: Keypoints, kp_transformed: Keypoints, transform: RandomTransform,

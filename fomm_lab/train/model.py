@@ -31,6 +31,7 @@ from .losses import (
     equivariance_value_loss,
     feature_matching_loss,
     generator_gan_loss,
+    keypoint_prior_loss,
     perceptual_loss,
     pixel_loss,
 )
@@ -125,6 +126,9 @@ class GeneratorFull(nn.Module):
             losses["perceptual"] = perceptual_loss(self.vgg, fake, generated.real, w.perceptual)
         if w.pixel != 0:
             losses["pixel"] = pixel_loss(fake, generated.real, w.pixel)
+        if w.keypoint_prior != 0:
+            both = torch.cat([kp_source.value, kp_driving.value])
+            losses["keypoint_prior"] = keypoint_prior_loss(both, w.keypoint_distance, w.keypoint_prior)
         if w.uses_equivariance:
             if transform is None:
                 raise ValueError("the equivariance losses need a random transform")

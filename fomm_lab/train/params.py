@@ -56,7 +56,8 @@ class LossWeights:
     generator_gan / discriminator_gan: LSGAN terms; feature_matching: one weight per discriminator block;
     perceptual: one weight per VGG19 layer (at most 5); equivariance_value / equivariance_jacobian;
     pixel (not in the paper): the mean absolute pixel difference of every pyramid level of the reconstruction to
-    the driving frame.
+    the driving frame; keypoint_prior (not in the paper; face-vid2vid's): pushes every two keypoints of a frame
+    at least keypoint_distance apart (normalised coordinates, the frame is 2 wide).
     """
 
     generator_gan: float = 0.0
@@ -66,6 +67,8 @@ class LossWeights:
     equivariance_value: float = 0.0
     equivariance_jacobian: float = 0.0
     pixel: float = 0.0
+    keypoint_prior: float = 0.0
+    keypoint_distance: float = 0.1
 
     @property
     def uses_perceptual(self) -> bool:
@@ -261,8 +264,9 @@ def _transform(r: _Reader, raw: Any) -> TransformParams:
 def _loss_weights(r: _Reader, raw: Any, disc_blocks: int) -> LossWeights:
     key = "train_params.loss_weights"
     values = r.mapping(raw, key)
-    scalars = {name: r.number(values[name], f"{key}.{name}") for name in
-               ("generator_gan", "discriminator_gan", "equivariance_value", "equivariance_jacobian", "pixel")
+    scalars = {name: r.number(values[name], f"{key}.{name}", positive=name == "keypoint_distance") for name in
+               ("generator_gan", "discriminator_gan", "equivariance_value", "equivariance_jacobian", "pixel",
+                "keypoint_prior", "keypoint_distance")
                if name in values}
     perceptual = r.numbers(values.get("perceptual", ()), f"{key}.perceptual", VGG_LAYERS)
     if len(perceptual) > VGG_LAYERS:

@@ -20,6 +20,7 @@ relative motion (checked by hand: see the fixture's README.md).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -39,6 +40,10 @@ RADIUS = SyntheticOptions().radius
 """The objects' radius at scale 1, as a share of the half-frame (as in training)."""
 HALF = SIZE / 2
 """Pixels per normalised unit."""
+DATA = SyntheticOptions(aspect=(0.7, 0.7), rotation=15, recolour=True)
+"""The training data's options (``prepare-data --synthetic --recolour --aspect 0.7 --rotation 15``)."""
+ASPECT = DATA.aspect[0]
+"""Every object's mask: an ellipse of this aspect (short over long axis), as in training."""
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -62,13 +67,13 @@ def poses(*rows: Sequence[float]) -> ClipMotion:
                       image="test", size=SIZE)
 
 
-def look(maker: ClipMaker, image: str, seed: int, aspect: float | None = None):
-    texture, background, drawn = maker.appearance(image, np.random.default_rng(seed))
-    return texture, background, drawn if aspect is None else aspect
+def look(maker: ClipMaker, image: str, seed: int, aspect: float = ASPECT):
+    texture, background, _ = maker.appearance(image, np.random.default_rng(seed))
+    return texture, background, aspect
 
 
-def render(maker: ClipMaker, image: str, seed: int, rows: Sequence[Sequence[float]], aspect: float = 1.0):
-    return maker.render(poses(*rows), look(maker, image, seed, aspect))
+def render(maker: ClipMaker, image: str, seed: int, rows: Sequence[Sequence[float]]):
+    return maker.render(poses(*rows), look(maker, image, seed))
 
 
 def patch_of(frame: np.ndarray, centre: Sequence[float], half: int) -> np.ndarray:
@@ -145,7 +150,7 @@ def silhouette(frame: np.ndarray, background: np.ndarray) -> np.ndarray:
 
 def test_absolute_copies_the_driving_position_relative_adds_the_displacement(model, maker):
     source_at = (-0.25, 0.05)
-    appearance = look(maker, "astronaut", 3, 1.0)
+    appearance = look(maker, "astronaut", 3)
     source = maker.render(poses((1, 0, *source_at)), appearance)[0]
     steps = np.linspace(0, 1, 7)
     start = np.array([0.22, -0.05])
@@ -212,7 +217,7 @@ def keypoint_landmarks(model):
 def test_find_best_frame_picks_the_frame_posed_like_the_source(model, maker):
     angles = np.arange(-40, 41, 8)
     for image, seed, angle in (("astronaut", 10, 24), ("moon", 11, -16), ("astronaut", 13, -32)):
-        appearance = look(maker, image, seed, 0.65)
+        appearance = look(maker, image, seed)
         source = maker.render(poses((1, angle, 0.05, -0.05)), appearance)[0]
         # the same object turns through every angle while drifting and breathing (which the search ignores)
         rows = [(1 + 0.1 * np.sin(k), a, 0.15 * np.cos(k), 0.1 * np.sin(2 * k)) for k, a in enumerate(angles)]
@@ -270,15 +275,15 @@ def test_every_object_of_a_group_photo_moves_when_pasted_back(model, maker, tmp_
 def held_out(tmp_path_factory) -> Path:
     """The held-out split of the training run's dataset (photos never trained on), written as it was."""
     root = tmp_path_factory.mktemp("synthetic")
-    make_synthetic_dataset(root, SyntheticOptions(splits=("test",), progress=False))
+    make_synthetic_dataset(root, dataclasses.replace(DATA, splits=("test",), progress=False))
     return root
 
 
 def test_the_trained_model_reconstructs_held_out_clips_far_better_than_copying(model, held_out):
     scores = prove_dataset(model, held_out)
     assert scores.clips == 6 and scores.frames == 6 * 32
-    # 0.80 of the baseline for this 16-minute run (the issue's bar of 0.5 needs a longer one: docs/training.md)
-    assert scores.l1 <= 0.85 * scores.baseline_l1, scores.lines()
+    # the issue's bar: at most half of copying the source (0.495 for this run: docs/training.md)
+    assert scores.l1 <= 0.5 * scores.baseline_l1, scores.lines()
     # the keypoints follow the true motion: a small fraction of how far they travel
     assert scores.keypoint_error < 0.25 * scores.keypoint_motion, scores.lines()
 

@@ -290,6 +290,18 @@ def test_the_pixel_loss_weight_is_read_and_off_by_default(tmp_path):
         load_training_config(path)
 
 
+def test_the_keypoint_prior_is_read_off_by_default_and_checked(tmp_path):
+    weights = load_training_config(TINY_CONFIG).train.loss_weights
+    assert weights.keypoint_prior == 0 and weights.keypoint_distance == 0.1  # the paper's losses only
+    path = edited(tmp_path, lambda raw: raw["train_params"]["loss_weights"].update(keypoint_prior=10,
+                                                                                   keypoint_distance=0.2))
+    weights = load_training_config(path).train.loss_weights
+    assert (weights.keypoint_prior, weights.keypoint_distance) == (10, 0.2)
+    path = edited(tmp_path, lambda raw: raw["train_params"]["loss_weights"].update(keypoint_distance=0))
+    with pytest.raises(ConfigError, match=r"loss_weights.keypoint_distance must be more than 0"):
+        load_training_config(path)
+
+
 def test_the_equivariance_rotation_is_read_from_transform_params(tmp_path):
     assert load_training_config(TINY_CONFIG).train.transform_params.rotation == 0  # the paper's transform
     path = edited(tmp_path, lambda raw: raw["train_params"]["transform_params"].update(rotation=35))

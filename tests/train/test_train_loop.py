@@ -26,7 +26,7 @@ from fomm_lab.cli import main
 from fomm_lab.engine.checkpoint import read_checkpoint
 from fomm_lab.engine.families import load_model
 from fomm_lab.engine.model import FommModel
-from fomm_lab.errors import TrainingError
+from fomm_lab.errors import ConfigError, TrainingError
 from fomm_lab.geometry import Size
 from fomm_lab.hub.registry import MODELS, VGG19_WEIGHTS, Mirror
 from fomm_lab.io import probe_video, write_video
@@ -242,6 +242,20 @@ def test_a_pixel_only_config_trains_the_generator_on_the_pixel_loss(workspace, v
     fresh = initial_model().generator.state_dict()
     trained = read_checkpoint(result.checkpoint)["generator"]
     assert any(not torch.equal(fresh[k], trained[k]) for k in fresh if k.endswith("weight"))
+
+
+def test_the_keypoint_prior_is_a_logged_loss_and_needs_two_keypoints(workspace, vgg_entry, tmp_path):
+    raw = yaml.safe_load(TINY_CONFIG.read_text())
+    raw["train_params"]["loss_weights"].update(keypoint_prior=10, keypoint_distance=3)  # wider than the frame
+    prior = tmp_path / "tiny-prior.yaml"
+    prior.write_text(yaml.safe_dump(raw))
+    result = train(options(workspace, "prior", vgg_entry, config=prior, max_steps=1))
+    assert read_log(result.out)[-1]["losses"]["keypoint_prior"] > 0
+    raw["model_params"]["common_params"]["num_kp"] = 1
+    prior.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match="keypoint_prior is 10 but the model has 1 keypoint"):
+        train(options(workspace, "prior-one", vgg_entry, config=prior, max_steps=1))
+    assert not (workspace / "prior-one").exists()
 
 
 def test_a_diverged_step_stops_before_any_weight_changes(tmp_path):

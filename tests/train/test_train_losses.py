@@ -155,6 +155,22 @@ def test_pixel_loss_is_the_weighted_mean_absolute_difference_of_every_scale():
     torch.testing.assert_close(only_full, torch.tensor(5.0 * 0.1))
 
 
+def test_keypoint_prior_pushes_apart_only_keypoints_closer_than_the_distance():
+    apart = torch.tensor([[[0.0, 0.0], [0.5, 0.0], [0.0, 0.5]]])
+    assert losses.keypoint_prior_loss(apart, 0.3, 10.0).item() == 0.0  # every pair 0.5 or more apart
+    close = torch.tensor([[[0.0, 0.0], [0.1, 0.0], [0.0, 0.5]]], requires_grad=True)
+    value = losses.keypoint_prior_loss(close, 0.3, 10.0)
+    torch.testing.assert_close(value, torch.tensor(10.0 * 2 * 0.2 / 6))  # one pair 0.2 short, counted both ways
+    value.backward()
+    assert close.grad[0, 0, 0] > 0 > close.grad[0, 1, 0]  # descent moves the two apart along x ...
+    assert close.grad[0, 2].abs().max() == 0  # ... and leaves the far one
+    same = torch.zeros(1, 2, 2, requires_grad=True)
+    losses.keypoint_prior_loss(same, 0.3, 1.0).backward()
+    assert torch.isfinite(same.grad).all()  # keypoints on one spot: a finite gradient
+    with pytest.raises(ValueError, match="two keypoints or more"):
+        losses.keypoint_prior_loss(torch.zeros(1, 1, 2), 0.3, 1.0)
+
+
 # -------------------------------------------------------------------------------------------- vgg
 
 

@@ -14,7 +14,7 @@
 usage: python benchmarks/bench_learns.py [--out runs/learns] [--seed 0] [--threads 2] [--max-steps N] [--figure PNG]
        python benchmarks/bench_learns.py --checkpoint tests/fixtures/trained-synthetic/checkpoint.pth.tar
              (score a trained checkpoint only: steps 1 and 3)
-The shipped run (--threads 1) took about 30 minutes on one thread of an AMD EPYC core (docs/training.md); the bar
+The shipped run (--threads 1) took about 24 minutes on one thread of an AMD EPYC core (docs/training.md); the bar
 is a held-out L1 at most half the baseline's.
 """
 

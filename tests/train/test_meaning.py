@@ -282,7 +282,7 @@ def held_out(tmp_path_factory) -> Path:
 def test_the_trained_model_reconstructs_held_out_clips_far_better_than_copying(model, held_out):
     scores = prove_dataset(model, held_out)
     assert scores.clips == 6 and scores.frames == 6 * 32
-    # the bar: at most half of copying the source (0.495 for this run: docs/training.md)
+    # the bar: at most half of copying the source (0.498 for this run: docs/training.md)
     assert scores.l1 <= 0.5 * scores.baseline_l1, scores.lines()
     # the keypoints follow the true motion: a small fraction of how far they travel
     assert scores.keypoint_error < 0.25 * scores.keypoint_motion, scores.lines()

@@ -38,6 +38,7 @@ from torch import nn
 from ..nets.blocks import AntiAliasInterpolation2d, DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d
 from ..nets.keypoint_detector import KPDetector
 from .conv import FusedConv, fold_batchnorm, plain_ops
+from .inplace import relu_
 from .mobile import MOBILE_REWRITES
 
 
@@ -50,7 +51,7 @@ class FusedSameBlock(nn.Module):
         self.pool = isinstance(block, DownBlock2d)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.conv(x), inplace=True)
+        out = relu_(self.conv(x))
         return F.avg_pool2d(out, 2) if self.pool else out
 
 
@@ -69,8 +70,8 @@ class FusedResBlock(nn.Module):
         self.conv2 = FusedConv.from_conv(block.conv2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(torch.addcmul(self.shift.to(x.dtype), x, self.scale.to(x.dtype)), inplace=True)
-        out = F.relu(self.conv1(out), inplace=True)
+        out = relu_(torch.addcmul(self.shift.to(x.dtype), x, self.scale.to(x.dtype)))
+        out = relu_(self.conv1(out))
         return self.conv2(out) + x
 
 
@@ -107,7 +108,7 @@ class SubpixelUpBlock(nn.Module):
         c = self.out_channels
         phases = self.conv(x)  # (N, 4C, H+1, W+1): phase (a, b) at offset (a, b)
         if self.relu:
-            phases = F.relu(phases, inplace=True)
+            phases = relu_(phases)
         if plain_ops() or torch.compiler.is_compiling():  # standard operators (the compiler fuses them itself)
             if phases.is_contiguous(memory_format=torch.channels_last):
                 nhwc = phases.permute(0, 2, 3, 1)
@@ -138,7 +139,7 @@ class FusedUpBlock(nn.Module):
         self.conv = fold_batchnorm(block.conv, block.norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.conv(F.interpolate(x, scale_factor=2)), inplace=True)
+        return relu_(self.conv(F.interpolate(x, scale_factor=2)))
 
 
 SUBPIXEL_MAX_KERNEL_ELEMENTS = 1_100_000

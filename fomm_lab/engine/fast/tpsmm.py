@@ -35,8 +35,10 @@ from torch import nn
 from ..nets.blocks import AntiAliasInterpolation2d
 from ..nets.tpsmm import blocks
 from ..nets.tpsmm.inpainting import InpaintingNetwork, Warp
-from .conv import FusedConv
+from .conv import FusedConv, plain_ops
 from .fuse import SUBPIXEL_MAX_KERNEL_ELEMENTS, StridedBlur, SubpixelUpBlock
+from .inplace import relu_
+from .sample import gather_applies, sample_channels_last
 
 
 def instance_norm(norm: nn.InstanceNorm2d, x: torch.Tensor) -> torch.Tensor:
@@ -60,7 +62,7 @@ class ConvNorm(nn.Module):
         self.pool = isinstance(block, blocks.DownBlock2d)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(instance_norm(self.norm, self.conv(x)), inplace=True)
+        out = relu_(instance_norm(self.norm, self.conv(x)))
         return F.avg_pool2d(out, 2) if self.pool else out
 
 
@@ -73,8 +75,8 @@ class NormResBlock(nn.Module):
         self.norm1, self.norm2 = block.norm1, block.norm2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(instance_norm(self.norm1, x), inplace=True)
-        out = self.conv2(F.relu(instance_norm(self.norm2, self.conv1(out)), inplace=True))
+        out = relu_(instance_norm(self.norm1, x))
+        out = self.conv2(relu_(instance_norm(self.norm2, self.conv1(out))))
         return out.add_(x) if out.dtype == x.dtype else out + x
 
 
@@ -97,7 +99,7 @@ class SubpixelNormUpBlock(nn.Module):
         self.norm = block.norm
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(instance_norm(self.norm, self.up(x)), inplace=True)
+        return relu_(instance_norm(self.norm, self.up(x)))
 
 
 class NormUpBlock(nn.Module):
@@ -109,7 +111,7 @@ class NormUpBlock(nn.Module):
         self.norm = block.norm
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(instance_norm(self.norm, self.conv(F.interpolate(x, scale_factor=2))), inplace=True)
+        return relu_(instance_norm(self.norm, self.conv(F.interpolate(x, scale_factor=2))))
 
 
 def up_block(block: blocks.UpBlock2d) -> nn.Module:
@@ -136,7 +138,10 @@ class InpaintingInference(InpaintingNetwork):
     Float32: the same operations in the same order, bit for bit."""
 
     def _warped(self, warp: Warp, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return _like(warp(features).mul_(self._mask_at(mask, features)), features)
+        mask = self._mask_at(mask, features)
+        if gather_applies(features) and not plain_ops():
+            return sample_channels_last(features, warp.grid((features.shape[2], features.shape[3])), mask)
+        return _like(warp(features).mul_(mask), features)
 
     def _blend_skip(self, out: torch.Tensor, skip: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
         keep = (1 - last).to(out.dtype)

@@ -212,7 +212,8 @@ class TpsmmModel(MotionModel):
         channels-last copy of the float32 form with the convolutions' weights in that precision (norms float32).
         The keypoint detector is always the paper's float32 network, its batch norms unfolded: the TPS solve
         amplifies its rounding into the frames, and folding costs accuracy for no measurable time
-        (docs/performance.md)."""
+        (docs/performance.md); with the reduced precisions, whose frames come channels-last, a copy with its
+        weights channels-last (the convolutions would otherwise convert them on every call)."""
         key = f"{dtype}-modules"
         if key not in self._inference:
             from ..fast.fuse import enable_winograd
@@ -228,7 +229,9 @@ class TpsmmModel(MotionModel):
                         enable_winograd(module)
             else:
                 kp_detector, dense, inpainting = self.inference_modules(torch.float32)
-                modules = [kp_detector, converted_copy(dense, dtype), converted_copy(inpainting, dtype)]
+                # the detector float32, its weights channels-last like the frames it is given
+                modules = [converted_copy(kp_detector, torch.float32), converted_copy(dense, dtype),
+                           converted_copy(inpainting, dtype)]
             self._inference[key] = tuple(modules)
         return self._inference[key]
 

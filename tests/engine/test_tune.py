@@ -6,7 +6,9 @@ the choices then follow from the times it reports, not from the load of the mach
 
 from __future__ import annotations
 
+import copy
 import json
+import pickle
 
 import numpy as np
 import pytest
@@ -95,6 +97,31 @@ def test_each_form_is_the_same_convolution():
         conv.forms = {input_signature(x): "winograd"}  # enable_winograd was not called: no plan
         assert conv.form(x) == "direct" and torch.equal(conv(x), want)
         assert conv.form(x[:1]) == "direct"  # an input the choices do not name: the untuned rule
+        for given in (x, last):  # oneDNN with its weights packed once per input signature, in the input's layout
+            conv.forms = {input_signature(given): "packed"}
+            out = conv(given)
+            assert conv.form(given) == "packed" and torch.allclose(out, want, atol=1e-5)
+            assert out.is_contiguous(memory_format=torch.channels_last) == (given is last)
+        assert len(conv.packed_weights) == 2
+        assert copy.deepcopy(conv).packed_weights == {} and pickle.loads(pickle.dumps(conv)).packed_weights == {}
+
+
+def test_the_untuned_rule_packs_the_weights_of_small_maps_only():
+    """Inputs of at most PACKED_MAX_PIXELS pixels run ``packed`` in either precision (under autocast too, with the
+    weights in autocast's precision); larger ones ``direct``; exports the standard operator."""
+    g = torch.Generator().manual_seed(0)
+    conv = FusedConv(torch.randn(16, 8, 3, 3, generator=g), torch.randn(16, generator=g), padding=1)
+    small, large = torch.randn(1, 8, 16, 16, generator=g), torch.randn(1, 8, 17, 16, generator=g)
+    assert conv.default_form(small) == "packed" and conv.default_form(large) == "direct"
+    assert conv.default_form(small.bfloat16()) == "direct"  # another precision than the weights'
+    reduced = FusedConv(conv.weight.bfloat16(), conv.bias.bfloat16(), padding=1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert reduced.default_form(small) == "packed"
+        out = reduced(small)
+    assert out.dtype == torch.bfloat16
+    assert torch.allclose(out.float(), F.conv2d(small, conv.weight, conv.bias, padding=1), atol=0.1, rtol=0.02)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert conv.default_form(small) == "direct"  # float32 weights under autocast: oneDNN casts them per call
 
 
 # ------------------------------------------------------------------------------------ choosing
@@ -104,7 +131,7 @@ def test_the_tuner_keeps_the_faster_form(model):
     """With Winograd reported fastest, every layer where it applies runs Winograd (and the others their untuned
     form); with the other layout fastest, every layer runs it: the choices follow the measured times."""
     nets = untuned_nets(model)
-    timer = FakeTimer({"winograd": 1.0, "direct": 5.0, "channels_last": 6.0, "contiguous": 6.0})
+    timer = FakeTimer({"winograd": 1.0, "direct": 5.0, "channels_last": 6.0, "contiguous": 6.0, "packed": 5.0})
     tuning = tune.tune_networks(model, nets, torch.float32, timer=timer)
     assert len(tuning.choices) > 10 and timer.layers() == {c.layer.label for c in tuning.choices}
     for choice in tuning.choices:
@@ -115,7 +142,7 @@ def test_the_tuner_keeps_the_faster_form(model):
     for module_id, forms in run_forms(model, nets).items():
         assert forms == {by_module[module_id]}  # the networks really run the choices
 
-    timer = FakeTimer({"winograd": 6.0, "direct": 5.0, "channels_last": 1.0})
+    timer = FakeTimer({"winograd": 6.0, "direct": 5.0, "channels_last": 1.0, "packed": 5.0})
     tuning = tune.tune_networks(model, nets, torch.float32, timer=timer)
     assert {c.choice for c in tuning.choices} == {"channels_last"}
     assert set().union(*run_forms(model, nets).values()) == {"channels_last"}
@@ -160,7 +187,7 @@ def test_the_cache_round_trips(model, tiny_vox):
     assert set().union(*run_forms(fresh, nets).values()) == {"channels_last"}
     Animator(fresh, dtype="float32", smoothing=0, tune=False)
     assert all(m.forms is None for m in tune.fused_convs(nets))
-    assert set().union(*run_forms(fresh, nets).values()) == {"direct", "winograd"}
+    assert set().union(*run_forms(fresh, nets).values()) == {"direct", "winograd", "packed"}  # the untuned rule
 
 
 CORRUPTIONS = {

@@ -41,12 +41,20 @@ WINOGRAD_WIDE_CHANNELS = 128
 :data:`~.winograd.BAND_TILES` keep its memory to a few MB)."""
 
 
-FORMS = ("direct", "winograd", "channels_last", "contiguous")
+PACKED_MAX_PIXELS = 16 * 16
+"""The untuned rule runs direct convolutions on inputs of at most this many pixels with packed weights
+(``packed``, :meth:`FusedConv.packed_applies`): on such maps a convolution reads more weights than activations,
+and oneDNN reorders its weights to its blocked layout on every call, which costs more than the arithmetic (a 3x3
+1024 -> 1024 layer at 4x4, bfloat16: 3.9 against 0.8 ms with the weights packed once; docs/performance.md)."""
+
+FORMS = ("direct", "winograd", "channels_last", "contiguous", "packed")
 """The exact forms a fused convolution can run (all compute the same convolution; they differ in float rounding
 only): ``direct``, oneDNN's convolution in the input's own memory layout; ``winograd``, Winograd's minimal
 filtering (:mod:`.winograd`; float32 on the CPU, where :meth:`FusedConv.enable_winograd` allowed it);
 ``channels_last``, an NCHW input convolved in channels-last layout and the output given back as NCHW;
-``contiguous``, a channels-last input convolved in NCHW layout and the output given back as channels-last."""
+``contiguous``, a channels-last input convolved in NCHW layout and the output given back as channels-last;
+``packed``, oneDNN's direct convolution with the weights reordered once to its blocked layout for this input's
+shape and kept (:meth:`FusedConv.packed_applies`)."""
 
 
 def input_signature(x: torch.Tensor) -> tuple[tuple[int, ...], torch.dtype, bool, torch.dtype | None]:
@@ -88,6 +96,7 @@ class FusedConv(nn.Module):
         self.groups = groups
         self.winograd: WinogradPlan | None = None
         self.winograd_kernels: torch.Tensor | None = None
+        self.packed_weights: dict[tuple, torch.Tensor] = {}
         self.forms: dict[tuple, str] | None = None
 
     @classmethod
@@ -104,7 +113,7 @@ class FusedConv(nn.Module):
 
     def __getstate__(self):
         state = super().__getstate__()
-        return {**state, "winograd_kernels": None}
+        return {**state, "winograd_kernels": None, "packed_weights": {}}
 
     def enable_winograd(self) -> bool:
         """Allow Winograd's algorithm when this convolution has a square 3x3 or 2x2 float32 kernel, symmetric
@@ -127,23 +136,34 @@ class FusedConv(nn.Module):
             return False
         return x.device.type == "cpu" and x.dim() == 4 and not torch.is_autocast_enabled("cpu") and not plain_ops()
 
+    def packed_applies(self, x: torch.Tensor) -> bool:
+        """True when this call can run with packed weights: a 4-D CPU input in the weights' precision (or cast to
+        it by autocast), oneDNN available, eager (not exporting or compiling: graphs keep the standard
+        operator)."""
+        if x.device.type != "cpu" or x.dim() != 4 or plain_ops() or torch.compiler.is_compiling():
+            return False
+        return _compute_dtype(x) == self.weight.dtype and torch.backends.mkldnn.is_available()
+
     def default_form(self, x: torch.Tensor) -> str:
         """The untuned rule: ``winograd`` where it applies on outputs of :data:`WINOGRAD_MIN_PIXELS` to
-        :data:`WINOGRAD_MAX_PIXELS` pixels (no upper bound for wide 3x3 layers, :data:`WINOGRAD_WIDE_CHANNELS`),
-        else ``direct``."""
-        if not self.winograd_applies(x):
-            return "direct"
-        pad, r = self.padding if isinstance(self.padding, int) else 0, self.weight.shape[-1]
-        pixels = (x.shape[2] + 2 * pad - r + 1) * (x.shape[3] + 2 * pad - r + 1)
-        wide = r == 3 and self.weight.shape[1] >= WINOGRAD_WIDE_CHANNELS
-        return "winograd" if WINOGRAD_MIN_PIXELS <= pixels and (wide or pixels <= WINOGRAD_MAX_PIXELS) else "direct"
+        :data:`WINOGRAD_MAX_PIXELS` pixels (no upper bound for wide 3x3 layers, :data:`WINOGRAD_WIDE_CHANNELS`);
+        ``packed`` on inputs of at most :data:`PACKED_MAX_PIXELS` pixels where it applies; else ``direct``."""
+        if self.winograd_applies(x):
+            pad, r = self.padding if isinstance(self.padding, int) else 0, self.weight.shape[-1]
+            pixels = (x.shape[2] + 2 * pad - r + 1) * (x.shape[3] + 2 * pad - r + 1)
+            wide = r == 3 and self.weight.shape[1] >= WINOGRAD_WIDE_CHANNELS
+            if WINOGRAD_MIN_PIXELS <= pixels and (wide or pixels <= WINOGRAD_MAX_PIXELS):
+                return "winograd"
+        small = x.dim() == 4 and x.shape[2] * x.shape[3] <= PACKED_MAX_PIXELS
+        return "packed" if small and self.packed_applies(x) else "direct"
 
     def form(self, x: torch.Tensor) -> str:
         """The form this call runs (:data:`FORMS`): the tuned one for this input where :attr:`forms` has it (and
         it applies), else :meth:`default_form`."""
         if self.forms and not plain_ops() and not torch.compiler.is_compiling():
             tuned = self.forms.get(input_signature(x))
-            if (tuned == "winograd" and self.winograd_applies(x)) or tuned in ("direct", "channels_last", "contiguous"):
+            if (tuned == "winograd" and self.winograd_applies(x)) or (tuned == "packed" and self.packed_applies(x)) \
+                    or tuned in ("direct", "channels_last", "contiguous"):
                 return tuned
         return self.default_form(x)
 
@@ -166,11 +186,41 @@ class FusedConv(nn.Module):
                     self.winograd_kernels = plan.kernels(self.weight)
                 kernels = self.winograd_kernels
             return plan(x, kernels, self.bias, self.padding)
+        if form == "packed":
+            return self._packed(x)
         return self._direct(x)
 
     def _direct(self, x: torch.Tensor) -> torch.Tensor:
         return F.conv2d(x, self.weight, self.bias, stride=self.stride, padding=self.padding, dilation=self.dilation,
                         groups=self.groups)
+
+
+    def _packed(self, x: torch.Tensor) -> torch.Tensor:
+        """The direct convolution with the weights in oneDNN's blocked layout for ``x``'s signature, reordered by
+        the first such call and kept (derived data: copies and pickles leave it out); output in ``x``'s layout."""
+        x = x.to(self.weight.dtype)
+        padding, stride, dilation = _pair(self.padding), _pair(self.stride), _pair(self.dilation)
+        signature = input_signature(x)
+        channels_last = signature[2]
+        packed = self.packed_weights.get(signature)
+        if packed is None:
+            weight = self.weight.contiguous(memory_format=torch.channels_last) if channels_last else self.weight
+            packed = self.packed_weights[signature] = torch.ops.mkldnn._reorder_convolution_weight(
+                weight, padding, stride, dilation, self.groups, list(x.shape))
+        out = torch.ops.mkldnn._convolution_pointwise(x, packed, self.bias.to(x.dtype), padding, stride, dilation,
+                                                      self.groups, "none", [None], "")
+        return out if channels_last else out.contiguous()  # the input's layout, as the direct form
+
+
+def _compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """The precision a CPU convolution of ``x`` computes in: autocast's for a float32 input under it, else x's."""
+    if x.dtype == torch.float32 and torch.is_autocast_enabled("cpu"):
+        return torch.get_autocast_dtype("cpu")
+    return x.dtype
+
+
+def _pair(value: int | tuple[int, ...]) -> list[int]:
+    return [value, value] if isinstance(value, int) else list(value)
 
 
 def _single(pair: tuple[int, ...]) -> int | tuple[int, ...]:

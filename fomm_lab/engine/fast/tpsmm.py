@@ -170,6 +170,24 @@ def _fuse_children(module: nn.Module) -> None:
 
 
 @torch.no_grad()
+def convolutions_as_fused(module: nn.Module) -> nn.Module:
+    """A copy of ``module`` with each ``nn.Conv2d`` a :class:`FusedConv` of the same weights (nothing folded: the
+    same convolutions, open to the exact forms of :data:`~.conv.FORMS` and to the tuner). For the reduced
+    precisions' float32 keypoint detector (:meth:`~fomm_lab.engine.tpsmm.model.TpsmmModel.inference_modules`)."""
+    fused = copy.deepcopy(module)
+    _convolutions_as_fused(fused)
+    return fused
+
+
+def _convolutions_as_fused(module: nn.Module) -> None:
+    for name, child in list(module.named_children()):
+        if type(child) is nn.Conv2d:
+            setattr(module, name, FusedConv.from_conv(child))
+        else:
+            _convolutions_as_fused(child)
+
+
+@torch.no_grad()
 def fuse_tpsmm(module: nn.Module) -> nn.Module:
     """A copy of a TPSMM network (eval mode) with every block in its exact inference form (see the module's
     description); ``module`` is unchanged. Equal to it up to float rounding (tests/engine/tpsmm)."""

@@ -289,11 +289,14 @@ class Layer:
 
 def candidate_forms(module: FusedConv, x: torch.Tensor) -> tuple[str, ...]:
     """The exact forms worth measuring for ``module`` on ``x``: ``direct``; ``winograd`` where it applies; the
-    other memory layout (``channels_last`` for an NCHW input, ``contiguous`` for a channels-last one)."""
+    other memory layout (``channels_last`` for an NCHW input, ``contiguous`` for a channels-last one); ``packed``
+    where it applies."""
     forms = ["direct"]
     if module.winograd_applies(x):
         forms.append("winograd")
     forms.append("contiguous" if input_signature(x)[2] else "channels_last")
+    if module.packed_applies(x):
+        forms.append("packed")
     return tuple(forms)
 
 

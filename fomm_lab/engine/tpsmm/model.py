@@ -213,11 +213,12 @@ class TpsmmModel(MotionModel):
         The keypoint detector is always the paper's float32 network, its batch norms unfolded: the TPS solve
         amplifies its rounding into the frames, and folding costs accuracy for no measurable time
         (docs/performance.md); with the reduced precisions, whose frames come channels-last, a copy with its
-        weights channels-last (the convolutions would otherwise convert them on every call)."""
+        weights channels-last (the convolutions would otherwise convert them on every call) and its convolutions
+        as :class:`~fomm_lab.engine.fast.conv.FusedConv` (nothing folded; packed weights on its small maps)."""
         key = f"{dtype}-modules"
         if key not in self._inference:
             from ..fast.fuse import enable_winograd
-            from ..fast.tpsmm import fuse_tpsmm
+            from ..fast.tpsmm import convolutions_as_fused, fuse_tpsmm
             from ..fast.variants import converted_copy
 
             if dtype == torch.float32:
@@ -229,9 +230,10 @@ class TpsmmModel(MotionModel):
                         enable_winograd(module)
             else:
                 kp_detector, dense, inpainting = self.inference_modules(torch.float32)
-                # the detector float32, its weights channels-last like the frames it is given
-                modules = [converted_copy(kp_detector, torch.float32), converted_copy(dense, dtype),
-                           converted_copy(inpainting, dtype)]
+                # the detector float32, its weights channels-last like the frames it is given, its convolutions
+                # open to the exact forms (Winograd left out: slower than direct on its narrow layers)
+                detector = converted_copy(convolutions_as_fused(kp_detector), torch.float32)
+                modules = [detector, converted_copy(dense, dtype), converted_copy(inpainting, dtype)]
             self._inference[key] = tuple(modules)
         return self._inference[key]
 

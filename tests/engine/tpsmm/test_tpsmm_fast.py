@@ -79,10 +79,14 @@ def test_fused_networks_equal_the_checkpoint_networks(model):
 
 def test_reduced_precision_copies_keep_norms_float32(model):
     kp_detector, dense, inpainting = model.inference_modules(torch.bfloat16)
-    # the keypoint detector stays float32, a copy whose weights are channels-last as the frames it gets
+    # the keypoint detector stays float32: a copy whose weights are channels-last as the frames it gets, its
+    # convolutions fused ones (nothing folded), its batch norms kept
     assert kp_detector is not model.networks.kp_detector
-    weights = [m.weight for m in kp_detector.modules() if isinstance(m, nn.Conv2d)]
-    assert all(w.dtype == torch.float32 and w.is_contiguous(memory_format=torch.channels_last) for w in weights)
+    assert not any(type(m) is nn.Conv2d for m in kp_detector.modules())
+    assert any(isinstance(m, nn.BatchNorm2d) for m in kp_detector.modules())
+    weights = [m.weight for m in kp_detector.modules() if isinstance(m, FusedConv)]
+    assert len(weights) == 20 and all(w.dtype == torch.float32 for w in weights)
+    assert all(w.is_contiguous(memory_format=torch.channels_last) for w in weights)
     frame = torch.rand(1, 3, 64, 64)
     with torch.inference_mode():
         exact = model.networks.kp_detector(frame)

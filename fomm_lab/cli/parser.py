@@ -230,10 +230,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("tune", parents=[common], help="measure the fastest exact convolution forms on this CPU",
                        description="Time each convolution layer of the model in its exact forms (oneDNN's direct "
-                                   "convolution, Winograd's, the other memory layout) on this machine, keep the "
-                                   "fastest, print the table and cache the choices for this CPU, thread count, torch "
-                                   "version and precision: animate uses them from then on. Random weights (the timing "
-                                   "does not depend on them): nothing is downloaded. Takes seconds.")
+                                   "convolution, Winograd's, the other memory layout, packed weights) on this "
+                                   "machine, keep the fastest, print the table and cache the choices for this CPU, "
+                                   "thread count, torch version and precision: animate uses them from then on. "
+                                   "Random weights (the timing does not depend on them): nothing is downloaded. "
+                                   "Takes seconds.")
     p.add_argument("--config", default="vox-256",
                    help="model: a registry name, a shipped config name or a yaml file (default: vox-256)")
     p.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto",

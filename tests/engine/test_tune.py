@@ -106,22 +106,24 @@ def test_each_form_is_the_same_convolution():
         assert copy.deepcopy(conv).packed_weights == {} and pickle.loads(pickle.dumps(conv)).packed_weights == {}
 
 
-def test_the_untuned_rule_packs_the_weights_of_small_maps_only():
-    """Inputs of at most PACKED_MAX_PIXELS pixels run ``packed`` in either precision (under autocast too, with the
-    weights in autocast's precision); larger ones ``direct``; exports the standard operator."""
+def test_packed_weights_are_a_candidate_on_small_maps_only():
+    """The tuner offers ``packed`` on inputs of at most PACKED_MAX_PIXELS pixels in the weights' precision (under
+    autocast too, with the weights in autocast's precision); the untuned rule never packs (memory)."""
     g = torch.Generator().manual_seed(0)
     conv = FusedConv(torch.randn(16, 8, 3, 3, generator=g), torch.randn(16, generator=g), padding=1)
     small, large = torch.randn(1, 8, 16, 16, generator=g), torch.randn(1, 8, 17, 16, generator=g)
-    assert conv.default_form(small) == "packed" and conv.default_form(large) == "direct"
-    assert conv.default_form(small.bfloat16()) == "direct"  # another precision than the weights'
+    assert "packed" in tune.candidate_forms(conv, small) and "packed" not in tune.candidate_forms(conv, large)
+    assert conv.default_form(small) == "direct"
+    assert not conv.packed_applies(small.bfloat16())  # another precision than the weights'
     reduced = FusedConv(conv.weight.bfloat16(), conv.bias.bfloat16(), padding=1)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert reduced.default_form(small) == "packed"
+        assert reduced.packed_applies(small)
+        assert not conv.packed_applies(small)  # float32 weights under autocast: oneDNN casts them per call
+        reduced.forms = {input_signature(small): "packed"}  # the signature names autocast's precision
+        assert reduced.form(small) == "packed"
         out = reduced(small)
     assert out.dtype == torch.bfloat16
     assert torch.allclose(out.float(), F.conv2d(small, conv.weight, conv.bias, padding=1), atol=0.1, rtol=0.02)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert conv.default_form(small) == "direct"  # float32 weights under autocast: oneDNN casts them per call
 
 
 # ------------------------------------------------------------------------------------ choosing
@@ -187,7 +189,7 @@ def test_the_cache_round_trips(model, tiny_vox):
     assert set().union(*run_forms(fresh, nets).values()) == {"channels_last"}
     Animator(fresh, dtype="float32", smoothing=0, tune=False)
     assert all(m.forms is None for m in tune.fused_convs(nets))
-    assert set().union(*run_forms(fresh, nets).values()) == {"direct", "winograd", "packed"}  # the untuned rule
+    assert set().union(*run_forms(fresh, nets).values()) == {"direct", "winograd"}
 
 
 CORRUPTIONS = {

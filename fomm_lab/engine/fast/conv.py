@@ -42,10 +42,11 @@ WINOGRAD_WIDE_CHANNELS = 128
 
 
 PACKED_MAX_PIXELS = 16 * 16
-"""The untuned rule runs direct convolutions on inputs of at most this many pixels with packed weights
-(``packed``, :meth:`FusedConv.packed_applies`): on such maps a convolution reads more weights than activations,
-and oneDNN reorders its weights to its blocked layout on every call, which costs more than the arithmetic (a 3x3
-1024 -> 1024 layer at 4x4, bfloat16: 3.9 against 0.8 ms with the weights packed once; docs/performance.md)."""
+"""The tuner offers packed weights (``packed``, :meth:`FusedConv.packed_applies`) to convolutions on inputs of at
+most this many pixels: on such maps a convolution reads more weights than activations, and oneDNN reorders its
+weights to its blocked layout on every call, which costs more than the arithmetic (a 3x3 1024 -> 1024 layer at
+4x4, bfloat16: 3.9 against 0.8 ms with the weights packed once; docs/performance.md). The untuned rule never packs:
+the packed copies cost memory (vox-256 in bfloat16: 104 MB more, over its peak RSS target)."""
 
 FORMS = ("direct", "winograd", "channels_last", "contiguous", "packed")
 """The exact forms a fused convolution can run (all compute the same convolution; they differ in float rounding
@@ -146,16 +147,14 @@ class FusedConv(nn.Module):
 
     def default_form(self, x: torch.Tensor) -> str:
         """The untuned rule: ``winograd`` where it applies on outputs of :data:`WINOGRAD_MIN_PIXELS` to
-        :data:`WINOGRAD_MAX_PIXELS` pixels (no upper bound for wide 3x3 layers, :data:`WINOGRAD_WIDE_CHANNELS`);
-        ``packed`` on inputs of at most :data:`PACKED_MAX_PIXELS` pixels where it applies; else ``direct``."""
-        if self.winograd_applies(x):
-            pad, r = self.padding if isinstance(self.padding, int) else 0, self.weight.shape[-1]
-            pixels = (x.shape[2] + 2 * pad - r + 1) * (x.shape[3] + 2 * pad - r + 1)
-            wide = r == 3 and self.weight.shape[1] >= WINOGRAD_WIDE_CHANNELS
-            if WINOGRAD_MIN_PIXELS <= pixels and (wide or pixels <= WINOGRAD_MAX_PIXELS):
-                return "winograd"
-        small = x.dim() == 4 and x.shape[2] * x.shape[3] <= PACKED_MAX_PIXELS
-        return "packed" if small and self.packed_applies(x) else "direct"
+        :data:`WINOGRAD_MAX_PIXELS` pixels (no upper bound for wide 3x3 layers, :data:`WINOGRAD_WIDE_CHANNELS`),
+        else ``direct``."""
+        if not self.winograd_applies(x):
+            return "direct"
+        pad, r = self.padding if isinstance(self.padding, int) else 0, self.weight.shape[-1]
+        pixels = (x.shape[2] + 2 * pad - r + 1) * (x.shape[3] + 2 * pad - r + 1)
+        wide = r == 3 and self.weight.shape[1] >= WINOGRAD_WIDE_CHANNELS
+        return "winograd" if WINOGRAD_MIN_PIXELS <= pixels and (wide or pixels <= WINOGRAD_MAX_PIXELS) else "direct"
 
     def form(self, x: torch.Tensor) -> str:
         """The form this call runs (:data:`FORMS`): the tuned one for this input where :attr:`forms` has it (and

@@ -17,9 +17,12 @@ What applies, and how (:mod:`.fuse` and :mod:`.conv` hold the rewrites themselve
 
 The instance norms of one image run as the batch norm they reduce to, in the map's own layout
 (:func:`instance_norm`: no NCHW copy of a channels-last map). The ReLUs and the residual sums run in place on the
-fresh outputs of the norms and convolutions (no new buffer each: fewer page faults on the large maps). The inpainting
-network's decoder (:class:`InpaintingInference`) keeps its maps in the decoder's precision and layout. Everything
-else (the TPS solve, the flow, ``grid_sample``, the AVD MLPs) is kept as it is.
+fresh outputs of the norms and convolutions (no new buffer each: fewer page faults on the large maps;
+:func:`~.inplace.relu_`). The inpainting network's decoder (:class:`InpaintingInference`) keeps its maps in the
+decoder's precision and layout, warping and occluding its reduced-precision skip maps in one weighted gather
+(:mod:`.sample`). :func:`convolutions_as_fused` gives the reduced precisions' float32 keypoint detector fused
+convolutions. Everything else (the TPS solve, the flow, the other ``grid_sample`` calls, the AVD MLPs) is kept as
+it is.
 """
 
 from __future__ import annotations
@@ -132,10 +135,11 @@ def _like(tensor: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
 
 class InpaintingInference(InpaintingNetwork):
     """The inpainting network with its decoder (:meth:`InpaintingNetwork.decode`) in the decoder's own precision and
-    layout: each warped, occluded encoder map (sampled in float32) is returned to its encoder map's dtype and layout
-    (a bfloat16 channels-last map stays one, instead of promoting the concatenation, the instance norms and the
-    residual sums after it to float32 NCHW), and the masks and the last blend run in place on fresh maps.
-    Float32: the same operations in the same order, bit for bit."""
+    layout: each warped, occluded encoder map comes in its encoder map's dtype and layout (a bfloat16 channels-last
+    map stays one, instead of promoting the concatenation, the instance norms and the residual sums after it to
+    float32 NCHW): on the CPU sampled and masked by :func:`~.sample.sample_channels_last`, elsewhere sampled in
+    float32 and converted back; the masks and the last blend run in place on fresh maps. Float32: the same
+    operations in the same order, bit for bit."""
 
     def _warped(self, warp: Warp, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         mask = self._mask_at(mask, features)

@@ -2,12 +2,13 @@
 
 A :class:`~.conv.FusedConv` can compute its convolution in several exact forms (:data:`~.conv.FORMS`): oneDNN's
 direct convolution, Winograd's minimal filtering F(4x4, 3x3) / F(3x3, 2x2) (Lavin & Gray, CVPR 2016; float32 on
-the CPU), and the direct convolution in the other memory layout (NCHW <-> channels-last, the output given back in
-the input's layout). In exact arithmetic they are the same convolution; in float32 they differ by rounding only,
-within the bounds of tests/engine/test_winograd.py and test_fuse.py. Which one is fastest depends on the CPU (its
-vector units and caches, and oneDNN's kernels for them: Winograd's batched matrix products pay on a Xeon with
-AMX and lose on an EPYC with AVX512-BF16), the thread count, the torch version, the precision and the layer's
-shape, while the untuned rule (:meth:`~.conv.FusedConv.default_form`) was fixed on one machine. So:
+the CPU), the direct convolution in the other memory layout (NCHW <-> channels-last, the output given back in
+the input's layout), and the direct convolution with its weights packed once in oneDNN's blocked layout (small
+maps). In exact arithmetic they are the same convolution; in float32 they differ by rounding only, within the
+bounds of tests/engine/test_winograd.py and test_fuse.py. Which one is fastest depends on the CPU (its vector
+units and caches, and oneDNN's kernels for them: Winograd's batched matrix products pay on a Xeon with AMX and
+lose on an EPYC with AVX512-BF16), the thread count, the torch version, the precision and the layer's shape,
+while the untuned rule (:meth:`~.conv.FusedConv.default_form`) was fixed on one machine. So:
 
 1. **capture**: one synthetic frame runs through the networks (the source side, then a batch of driving
    frames), recording each fused convolution's input (shape, dtype, layout, autocast): the distinct layers
@@ -56,7 +57,7 @@ from ...hub.registry import cache_dir as resolve_cache_dir
 from ...io.atomic import atomic_output
 from ..family import InferenceNetworks, MotionModel
 from ..frames import frames_to_tensor
-from .conv import FORMS, FusedConv, input_signature
+from .conv import FORMS, PACKED_MAX_PIXELS, FusedConv, input_signature
 
 log = logging.getLogger(__name__)
 
@@ -290,12 +291,12 @@ class Layer:
 def candidate_forms(module: FusedConv, x: torch.Tensor) -> tuple[str, ...]:
     """The exact forms worth measuring for ``module`` on ``x``: ``direct``; ``winograd`` where it applies; the
     other memory layout (``channels_last`` for an NCHW input, ``contiguous`` for a channels-last one); ``packed``
-    where it applies."""
+    where it applies, on inputs of at most :data:`~.conv.PACKED_MAX_PIXELS` pixels."""
     forms = ["direct"]
     if module.winograd_applies(x):
         forms.append("winograd")
     forms.append("contiguous" if input_signature(x)[2] else "channels_last")
-    if module.packed_applies(x):
+    if x.shape[2] * x.shape[3] <= PACKED_MAX_PIXELS and module.packed_applies(x):
         forms.append("packed")
     return tuple(forms)
 

@@ -1,4 +1,4 @@
-"""In-place element-wise steps (fomm_lab/engine/fast/inplace.py): the same bits as the standard operators."""
+"""In-place element-wise steps (fomm_lab/engine/fast/inplace.py): the same values as the standard operators."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ from fomm_lab.engine.fast.inplace import relu_
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
-def test_relu_gives_the_standard_bits_in_place(dtype):
+def test_relu_gives_the_standard_values_in_place(dtype):
     g = torch.Generator().manual_seed(0)
     x = (torch.randn(1, 8, 5, 7, generator=g) * 10).to(dtype).contiguous(memory_format=torch.channels_last)
-    x.permute(0, 2, 3, 1).view(-1)[:6] = torch.tensor([0.0, -0.0, float("inf"), -float("inf"), torch.finfo(dtype).tiny, -1e-30]).to(dtype)
+    specials = [0.0, -0.0, float("inf"), -float("inf"), torch.finfo(dtype).tiny, -1e-30]
+    x.permute(0, 2, 3, 1).view(-1)[:6] = torch.tensor(specials).to(dtype)
     expected = F.relu(x)
     out = relu_(x)
     assert out is x and out.is_contiguous(memory_format=torch.channels_last)

@@ -193,7 +193,6 @@ class FusedConv(nn.Module):
         return F.conv2d(x, self.weight, self.bias, stride=self.stride, padding=self.padding, dilation=self.dilation,
                         groups=self.groups)
 
-
     def _packed(self, x: torch.Tensor) -> torch.Tensor:
         """The direct convolution with the weights in oneDNN's blocked layout for ``x``'s signature, reordered by
         the first such call and kept (derived data: copies and pickles leave it out); output in ``x``'s layout."""

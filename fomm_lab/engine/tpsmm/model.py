@@ -214,7 +214,7 @@ class TpsmmModel(MotionModel):
         amplifies its rounding into the frames, and folding costs accuracy for no measurable time
         (docs/performance.md); with the reduced precisions, whose frames come channels-last, a copy with its
         weights channels-last (the convolutions would otherwise convert them on every call) and its convolutions
-        as :class:`~fomm_lab.engine.fast.conv.FusedConv` (nothing folded; packed weights on its small maps)."""
+        as :class:`~fomm_lab.engine.fast.conv.FusedConv` (nothing folded; open to the tuner's forms)."""
         key = f"{dtype}-modules"
         if key not in self._inference:
             from ..fast.fuse import enable_winograd

@@ -38,6 +38,8 @@ of the bfloat16 ceiling where the CPU has it natively; vox-mobile-256's live ste
 AMX CPU (25 fps), <= 100 ms (10 fps) on one with AVX512-BF16 and no AMX. PaddleGAN's vox-512: at most 4.5x
 vox-256's float32 time per frame (--config vox-512 --baseline vox-256 prints the ratio).
 Streaming memory: --rss-growth 60 600 prints the float32 peak RSS after 60 and 600 frames (growth < 100 MB).
+Like the command line, the benchmark keeps large freed blocks for reuse (fomm_lab.allocator); --malloc-defaults
+measures with glibc's defaults instead.
 
 usage: python benchmarks/bench_engine.py [--config vox-256] [--baseline CONFIG] [--frames 12] [--short 6]
            [--threads 1] [--modes float32,float32-tuned,float32-compiled,bfloat16,bfloat16-tuned,bfloat16-compiled,
@@ -71,6 +73,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from tpsmm_demo_loop import make_animation as tpsmm_demo_loop
 
 from fomm_lab import Animator
+from fomm_lab.allocator import keep_freed_blocks
 from fomm_lab.device import cpu_has_native_bfloat16, cpu_info
 from fomm_lab.engine.families import config_and_family
 from fomm_lab.engine.fast.tune import apply_choices, capture_layers, clear_choices, reference_rate
@@ -247,7 +250,8 @@ def rss_child(args: argparse.Namespace) -> None:
 
 def measure_rss(mode: str, args: argparse.Namespace) -> float | None:
     cmd = [sys.executable, __file__, "--rss-child", mode, "--rss-frames", str(args.rss_frames), "--config",
-           args.config, "--device", args.device, "--threads", str(args.threads), "--batch-size", str(args.batch_size)]
+           args.config, "--device", args.device, "--threads", str(args.threads), "--batch-size", str(args.batch_size),
+           *(["--malloc-defaults"] if args.malloc_defaults else [])]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         print(f"  peak RSS of {mode} failed: {done.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
@@ -328,8 +332,13 @@ def main() -> None:
     parser.add_argument("--no-rss", action="store_true", help="skip the fresh-process peak RSS measurements")
     parser.add_argument("--include-slow-bf16", action="store_true",
                         help="measure bfloat16 modes on CPUs without native bfloat16 too")
+    parser.add_argument("--malloc-defaults", action="store_true",
+                        help="keep glibc's allocator defaults (the command line and the lab keep large freed blocks "
+                             "for reuse: fomm_lab.allocator)")
     parser.add_argument("--rss-child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if not args.malloc_defaults:
+        keep_freed_blocks()
     torch.set_num_threads(args.threads)
     logging.getLogger("fomm_lab").setLevel(logging.ERROR)  # "random weights" warnings
     if args.rss_child is not None:

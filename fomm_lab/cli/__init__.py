@@ -17,6 +17,7 @@ import threading
 import warnings
 from collections.abc import Sequence
 
+from ..allocator import keep_freed_blocks
 from ..errors import FommLabError
 from .parser import PROG, build_parser
 from .render import Warnings, cli_words, render_error
@@ -42,6 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error("--crop-padding needs face cropping; it has no effect with --no-crop-source")
     except SystemExit as exc:  # --help (0) or a usage error (2), already printed by argparse
         return exc.code if isinstance(exc.code, int) else 2
+    keep_freed_blocks()  # this process's allocator: large freed blocks reused (fomm_lab.allocator)
     debug = getattr(args, "debug", False)
     args.progress = not getattr(args, "quiet", False)
     logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) or debug else logging.WARNING,

@@ -20,6 +20,7 @@ import urllib.request
 from importlib import resources
 from pathlib import Path
 
+from ..allocator import child_environment
 from ..errors import LabError, Remedy
 from .parser import port as parse_port
 
@@ -91,11 +92,12 @@ def wait_for_server(proc: subprocess.Popen, port: int, token: str, root: bool, t
 
 
 def lab_environment(token: str) -> dict[str, str]:
-    """The server's environment: the token (not on the command line, where other users could read it)
-    and the lab's default settings (no news prompt) ahead of any the user has."""
+    """The server's environment: the token (not on the command line, where other users could read it),
+    the lab's default settings (no news prompt) ahead of any the user has, and the allocator settings for its
+    kernels (:func:`~fomm_lab.allocator.child_environment`)."""
     settings = str(resources.files("fomm_lab.lab") / "jupyter_config")
     extra = os.environ.get("JUPYTER_CONFIG_PATH", "")
-    return {**os.environ, "JUPYTER_TOKEN": token,
+    return {**os.environ, **child_environment(), "JUPYTER_TOKEN": token,
             "JUPYTER_CONFIG_PATH": os.pathsep.join(p for p in (extra, settings) if p)}
 
 

@@ -2,11 +2,11 @@
 
 glibc's malloc maps every block above its threshold (128 KB, raised up to 32 MB as blocks are freed) afresh from
 the kernel and unmaps it when it is freed, and trims the heap's free top beyond 128 KB; each page of a new
-mapping then costs a page fault when first written. The engine allocates activation maps of 8 to 38 MB for every
-frame, so a TPSMM float32 frame took about 40,000 page faults (8 % of its time; docs/performance.md). With larger
-thresholds those blocks come from the heap and are reused frame after frame. The settings are process-wide:
+mapping then costs a page fault when first written. The engine allocates activation maps of 8 to 17 MB for every
+256x256 frame, so a TPSMM float32 frame took about 40,000 page faults (8 % of its time; docs/performance.md). With
+larger thresholds those blocks come from the heap and are reused frame after frame. The settings are process-wide:
 the command line applies them to itself (:func:`keep_freed_blocks`) and passes them to the JupyterLab server it
-starts (:data:`MALLOC_ENVIRONMENT`, which glibc reads at start-up); the library never changes them on import.
+starts (:func:`child_environment`, which glibc reads at start-up); the library never changes them on import.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import ctypes.util
 import os
 
 MMAP_THRESHOLD = 64 * 2**20
-"""Blocks up to this size come from the heap (the engine's largest maps are 38 MB)."""
+"""Blocks up to this size come from the heap (a 256x256 frame's maps are at most about 17 MB)."""
 
 TRIM_THRESHOLD = 256 * 2**20
 """Free memory kept at the heap's top instead of being returned to the kernel (about a frame's transient maps)."""

@@ -64,8 +64,3 @@ def test_the_users_settings_stand(monkeypatch):
     assert allocator.child_environment() == {} and not allocator.keep_freed_blocks()
     assert lab_environment("token")["MALLOC_MMAP_THRESHOLD_"] == "1048576"
     assert "MALLOC_TRIM_THRESHOLD_" not in lab_environment("token")
-
-
-@pytest.mark.parametrize("name", ["MMAP_THRESHOLD", "TRIM_THRESHOLD"])
-def test_the_environment_names_the_same_settings(name):
-    assert allocator.MALLOC_ENVIRONMENT[f"MALLOC_{name}_"] == str(getattr(allocator, name))

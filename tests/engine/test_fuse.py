@@ -13,6 +13,7 @@ import torch
 from speed_helpers import EXACT, GOLDEN, forward, pair, randomise_norms, winograd_bound  # noqa: F401 (pair: a fixture)
 
 from fomm_lab.engine.fast import fuse
+from fomm_lab.engine.fast.conv import FusedConv
 from fomm_lab.engine.fast.fuse import (
     FusedResBlock,
     FusedSameBlock,
@@ -152,6 +153,17 @@ def test_fused_kp_detector_pools_the_jacobian_only_when_it_is_cheaper(pair):
     else:
         assert isinstance(fused.kp_detector.jacobian, PooledJacobianHead)
     assert isinstance(fused.kp_detector.down, StridedBlur)
+
+
+def test_the_convolutions_to_a_few_channels_become_fused(pair):
+    """The occlusion mask (1 channel) and the final layer (3): FusedConvs, run by taps (test_taps) where the rule
+    says; the mask head (K + 1 channels) stays the standard convolution (the whole networks are bounded above)."""
+    _, fused, _ = pair
+    generator = fused.generator
+    assert isinstance(generator.final, FusedConv) and isinstance(generator.dense_motion_network.occlusion, FusedConv)
+    assert type(generator.dense_motion_network.mask) is torch.nn.Conv2d
+    features = torch.randn(1, generator.dense_motion_network.occlusion.weight.shape[1], 16, 16)
+    assert generator.dense_motion_network.occlusion.form(features) == "taps"
 
 
 # ------------------------------------------------------------------------------------------ memory

@@ -133,7 +133,8 @@ def test_the_tuner_keeps_the_faster_form(model):
     """With Winograd reported fastest, every layer where it applies runs Winograd (and the others their untuned
     form); with the other layout fastest, every layer runs it: the choices follow the measured times."""
     nets = untuned_nets(model)
-    timer = FakeTimer({"winograd": 1.0, "direct": 5.0, "channels_last": 6.0, "contiguous": 6.0, "packed": 5.0})
+    timer = FakeTimer({"winograd": 1.0, "direct": 5.0, "channels_last": 6.0, "contiguous": 6.0, "packed": 5.0,
+                       "taps": 5.0})
     tuning = tune.tune_networks(model, nets, torch.float32, timer=timer)
     assert len(tuning.choices) > 10 and timer.layers() == {c.layer.label for c in tuning.choices}
     for choice in tuning.choices:
@@ -144,10 +145,12 @@ def test_the_tuner_keeps_the_faster_form(model):
     for module_id, forms in run_forms(model, nets).items():
         assert forms == {by_module[module_id]}  # the networks really run the choices
 
-    timer = FakeTimer({"winograd": 6.0, "direct": 5.0, "channels_last": 1.0, "packed": 5.0})
+    timer = FakeTimer({"winograd": 6.0, "direct": 5.0, "channels_last": 1.0, "contiguous": 1.0, "packed": 5.0,
+                       "taps": 5.0})
     tuning = tune.tune_networks(model, nets, torch.float32, timer=timer)
-    assert {c.choice for c in tuning.choices} == {"channels_last"}
-    assert set().union(*run_forms(model, nets).values()) == {"channels_last"}
+    for choice in tuning.choices:  # NCHW inputs go channels-last, the channels-last input of the final layer NCHW
+        assert choice.choice == ("contiguous" if "contiguous" in choice.layer.candidates else "channels_last")
+    assert set().union(*run_forms(model, nets).values()) == {"channels_last", "contiguous"}
 
 
 def test_a_form_barely_faster_than_the_untuned_one_is_not_taken():
@@ -176,7 +179,7 @@ def test_the_cache_round_trips(model, tiny_vox):
     """The file holds the machine key and every layer's times and choice; a model loaded afterwards runs the same
     choices from it without measuring (inference_networks and the Animator), and tune=False runs the rule."""
     nets = untuned_nets(model)
-    tuning = tune.tune_networks(model, nets, torch.float32, timer=FakeTimer({"channels_last": 1.0}))
+    tuning = tune.tune_networks(model, nets, torch.float32, timer=FakeTimer({"channels_last": 1.0, "contiguous": 1.0}))
     data = json.loads(tuning.path.read_text())
     assert data["machine"] == tune.machine_key(torch.float32) and data["machine"]["threads"] == 1
     assert data["machine"]["cpu"] == cpu_info().model and set(data["machine"]["flags"]) <= set(CPU_FLAGS)
@@ -186,10 +189,10 @@ def test_the_cache_round_trips(model, tiny_vox):
     fresh = load_model(*tiny_vox, device="cpu")
     Animator(fresh, dtype="float32", smoothing=0)  # applies the cache, measures nothing
     nets = inference_networks(fresh)
-    assert set().union(*run_forms(fresh, nets).values()) == {"channels_last"}
+    assert set().union(*run_forms(fresh, nets).values()) == {"channels_last", "contiguous"}  # the other layout
     Animator(fresh, dtype="float32", smoothing=0, tune=False)
     assert all(m.forms is None for m in tune.fused_convs(nets))
-    assert set().union(*run_forms(fresh, nets).values()) == {"direct", "winograd"}
+    assert set().union(*run_forms(fresh, nets).values()) == {"direct", "winograd", "taps"}
 
 
 CORRUPTIONS = {
@@ -211,7 +214,7 @@ def test_a_corrupt_or_stale_cache_is_measured_again(model, damage, caplog):
     """A damaged file or one measured elsewhere is never applied (a warning names it); tuning measures every
     layer again and rewrites it whole and valid, with no temporary file left behind."""
     nets = untuned_nets(model)
-    tuning = tune.tune_networks(model, nets, torch.float32, timer=FakeTimer({"channels_last": 1.0}))
+    tuning = tune.tune_networks(model, nets, torch.float32, timer=FakeTimer({"channels_last": 1.0, "contiguous": 1.0}))
     path = tuning.path
     path.write_text(CORRUPTIONS[damage](path.read_text()), encoding="utf-8", errors="surrogateescape")
     found, status = tune.read_cache(path, tune.machine_key(torch.float32))

@@ -77,8 +77,8 @@ def test_model_keeps_one_set_of_weights(tiny_vox):
                                                    (torch.float16, True, True)])
 def test_emulated_reduced_precision_keeps_the_output_layer_float32(tiny_vox, monkeypatch, dtype, native, island):
     """Where the CPU emulates the reduced precision (bfloat16 without AVX512-BF16/AMX; float16 always), the
-    generator's final convolution keeps float32 weights and computes in float32 (exactly the float32 convolution
-    of its input); every other generator weight is in the reduced precision."""
+    generator's final convolution keeps float32 weights and computes in float32 (the float32 convolution of its
+    input); every other generator weight is in the reduced precision."""
     monkeypatch.setattr(variants, "cpu_has_native_bfloat16", lambda: native)
     model = load_model(*tiny_vox, device="cpu")
     generator = model.inference_networks(dtype=dtype).decode.__self__
@@ -86,12 +86,13 @@ def test_emulated_reduced_precision_keeps_the_output_layer_float32(tiny_vox, mon
     final = generator.final.module if island else generator.final
     assert {p.dtype for p in final.parameters()} == {torch.float32 if island else dtype}
     assert {p.dtype for p in generator.up_blocks.parameters()} == {dtype}
-    x = torch.rand(2, final.in_channels, 32, 32, generator=torch.Generator().manual_seed(0)).to(dtype)
+    x = torch.rand(2, final.weight.shape[1], 32, 32, generator=torch.Generator().manual_seed(0)).to(dtype)
     x = x.contiguous(memory_format=torch.channels_last)
     with torch.inference_mode(), torch.autocast("cpu", dtype=dtype):
         out = generator.final(x)
     if island:
         assert out.dtype == torch.float32
-        assert torch.equal(out, F.conv2d(x.float(), final.weight, final.bias, padding=final.padding))
+        want = F.conv2d(x.float(), final.weight, final.bias, padding=final.padding)
+        assert torch.allclose(out, want, atol=1e-4, rtol=1e-5)  # the float32 convolution (by taps: test_taps)
     else:
         assert out.dtype == dtype

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .taps import conv_by_taps, tap_rows, taps_shape_applies
 from .winograd import TILE_FOR_KERNEL, WinogradPlan
 
 WINOGRAD_MAX_KERNEL_ELEMENTS = 9_500_000
@@ -48,14 +49,15 @@ weights to its blocked layout on every call, which costs more than the arithmeti
 4x4, bfloat16: 3.9 against 0.8 ms with the weights packed once; docs/performance.md). The untuned rule never packs:
 the packed copies cost memory (vox-256 in bfloat16: 104 MB more, over its peak RSS target)."""
 
-FORMS = ("direct", "winograd", "channels_last", "contiguous", "packed")
+FORMS = ("direct", "winograd", "channels_last", "contiguous", "packed", "taps")
 """The exact forms a fused convolution can run (all compute the same convolution; they differ in float rounding
 only): ``direct``, oneDNN's convolution in the input's own memory layout; ``winograd``, Winograd's minimal
 filtering (:mod:`.winograd`; float32 on the CPU, where :meth:`FusedConv.enable_winograd` allowed it);
 ``channels_last``, an NCHW input convolved in channels-last layout and the output given back as NCHW;
 ``contiguous``, a channels-last input convolved in NCHW layout and the output given back as channels-last;
 ``packed``, oneDNN's direct convolution with the weights reordered once to its blocked layout for this input's
-shape and kept (:meth:`FusedConv.packed_applies`)."""
+shape and kept (:meth:`FusedConv.packed_applies`); ``taps``, for layers of a few output channels, one matrix
+product per input pixel and tap and the taps' shifted sums (:mod:`.taps`, :meth:`FusedConv.taps_applies`)."""
 
 
 def input_signature(x: torch.Tensor) -> tuple[tuple[int, ...], torch.dtype, bool, torch.dtype | None]:
@@ -145,10 +147,23 @@ class FusedConv(nn.Module):
             return False
         return _compute_dtype(x) == self.weight.dtype and torch.backends.mkldnn.is_available()
 
+    def taps_applies(self, x: torch.Tensor) -> bool:
+        """True when this call can run by taps (:mod:`.taps`): a layer of at most
+        :data:`~.taps.TAPS_MAX_OUT_CHANNELS` output channels with a square odd kernel, "same" padding, stride 1,
+        on a 4-D CPU input in the weights' precision (or cast to it by autocast), eager (exports and compiled
+        graphs keep the standard operator)."""
+        if x.device.type != "cpu" or x.dim() != 4 or _compute_dtype(x) != self.weight.dtype or plain_ops():
+            return False
+        if torch.compiler.is_compiling():
+            return False
+        return taps_shape_applies(tuple(self.weight.shape), self.padding, self.stride, self.dilation, self.groups)
+
     def default_form(self, x: torch.Tensor) -> str:
-        """The untuned rule: ``winograd`` where it applies on outputs of :data:`WINOGRAD_MIN_PIXELS` to
-        :data:`WINOGRAD_MAX_PIXELS` pixels (no upper bound for wide 3x3 layers, :data:`WINOGRAD_WIDE_CHANNELS`),
-        else ``direct``."""
+        """The untuned rule: ``taps`` where it applies (measured faster in both precisions and layouts); ``winograd``
+        where it applies on outputs of :data:`WINOGRAD_MIN_PIXELS` to :data:`WINOGRAD_MAX_PIXELS` pixels (no upper
+        bound for wide 3x3 layers, :data:`WINOGRAD_WIDE_CHANNELS`); else ``direct``."""
+        if self.taps_applies(x):
+            return "taps"
         if not self.winograd_applies(x):
             return "direct"
         pad, r = self.padding if isinstance(self.padding, int) else 0, self.weight.shape[-1]
@@ -162,7 +177,7 @@ class FusedConv(nn.Module):
         if self.forms and not plain_ops() and not torch.compiler.is_compiling():
             tuned = self.forms.get(input_signature(x))
             if (tuned == "winograd" and self.winograd_applies(x)) or (tuned == "packed" and self.packed_applies(x)) \
-                    or tuned in ("direct", "channels_last", "contiguous"):
+                    or (tuned == "taps" and self.taps_applies(x)) or tuned in ("direct", "channels_last", "contiguous"):
                 return tuned
         return self.default_form(x)
 
@@ -187,6 +202,8 @@ class FusedConv(nn.Module):
             return plan(x, kernels, self.bias, self.padding)
         if form == "packed":
             return self._packed(x)
+        if form == "taps":
+            return conv_by_taps(x.to(self.weight.dtype), tap_rows(self.weight), self.bias, self.weight.shape[-1])
         return self._direct(x)
 
     def _direct(self, x: torch.Tensor) -> torch.Tensor:
@@ -223,6 +240,17 @@ def _pair(value: int | tuple[int, ...]) -> list[int]:
 
 def _single(pair: tuple[int, ...]) -> int | tuple[int, ...]:
     return pair[0] if len(set(pair)) == 1 else pair
+
+
+def taps_conv(conv: nn.Conv2d) -> FusedConv | None:
+    """``conv`` as a :class:`FusedConv` (the same weights) when it can run by taps (:mod:`.taps`: the occlusion
+    masks' and the generators' final convolutions), else None."""
+    if isinstance(conv.padding, str) or conv.padding_mode != "zeros":
+        return None
+    if not taps_shape_applies(tuple(conv.weight.shape), tuple(conv.padding), tuple(conv.stride),
+                              tuple(conv.dilation), conv.groups):
+        return None
+    return FusedConv.from_conv(conv)
 
 
 def fold_batchnorm(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> FusedConv:

@@ -18,6 +18,8 @@
   heatmaps sum to 1 (:class:`PooledJacobianHead`; 4x fewer operations for K jacobian maps).
 * In float32 on the CPU, 3x3 and 2x2 convolutions on large enough inputs by Winograd's minimal
   filtering (:class:`~.conv.FusedConv`, once :func:`enable_winograd` has allowed it).
+* The convolutions to one to a few channels (the occlusion masks, the generator's final layer) as
+  :class:`~.conv.FusedConv`, which computes them by taps (:mod:`.taps`) where that is faster.
 
 Results equal the original networks up to float rounding (tests/engine/test_fuse.py bounds the difference).
 The rewrites are looked up by block class (:data:`REWRITES`, with PaddleGAN's mobile blocks from :mod:`.mobile`):
@@ -37,7 +39,7 @@ from torch import nn
 
 from ..nets.blocks import AntiAliasInterpolation2d, DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d
 from ..nets.keypoint_detector import KPDetector
-from .conv import FusedConv, fold_batchnorm, plain_ops
+from .conv import FusedConv, fold_batchnorm, plain_ops, taps_conv
 from .inplace import relu_
 from .mobile import MOBILE_REWRITES
 
@@ -238,6 +240,8 @@ def _rewrite(child: nn.Module) -> nn.Module | None:
         return rewrite(child)
     if type(child) is AntiAliasInterpolation2d:
         return StridedBlur(child) if StridedBlur.applies(child) else None
+    if type(child) is nn.Conv2d:
+        return taps_conv(child)
     return None
 
 
@@ -284,5 +288,5 @@ def mark_channels_last_output(module: nn.Module) -> None:
     up_blocks = getattr(module, "up_blocks", None)
     final = getattr(module, "final", None)
     if isinstance(up_blocks, nn.ModuleList) and len(up_blocks) and isinstance(up_blocks[-1], SubpixelUpBlock) \
-            and isinstance(final, nn.Conv2d):
+            and isinstance(final, (nn.Conv2d, FusedConv)):
         up_blocks[-1].channels_last = True

@@ -14,6 +14,8 @@ What applies, and how (:mod:`.fuse` and :mod:`.conv` hold the rewrites themselve
   the ReLU; wide blocks on small maps keep up-sampling + convolution (:data:`~.fuse.SUBPIXEL_MAX_KERNEL_ELEMENTS`);
 * the dense motion network's anti-aliased 1/4 down-scaling: the Gaussian blur evaluated only where it is sampled
   (:class:`~.fuse.StridedBlur`).
+* the occlusion masks' 7x7 convolutions to one channel and the final 7x7 convolution to three: FusedConvs, run
+  by taps (:mod:`.taps`) where that is faster.
 
 The instance norms of one image run as the batch norm they reduce to, in the map's own layout
 (:func:`instance_norm`: no NCHW copy of a channels-last map). The ReLUs and the residual sums run in place on the
@@ -38,7 +40,7 @@ from torch import nn
 from ..nets.blocks import AntiAliasInterpolation2d
 from ..nets.tpsmm import blocks
 from ..nets.tpsmm.inpainting import InpaintingNetwork, Warp
-from .conv import FusedConv, plain_ops
+from .conv import FusedConv, plain_ops, taps_conv
 from .fuse import SUBPIXEL_MAX_KERNEL_ELEMENTS, StridedBlur, SubpixelUpBlock
 from .inplace import relu_
 from .sample import gather_applies, sample_channels_last
@@ -169,6 +171,8 @@ def _fuse_children(module: nn.Module) -> None:
             setattr(module, name, rewrite(child))
         elif type(child) is AntiAliasInterpolation2d and StridedBlur.applies(child):
             setattr(module, name, StridedBlur(child))
+        elif type(child) is nn.Conv2d and (narrow := taps_conv(child)) is not None:
+            setattr(module, name, narrow)
         else:
             _fuse_children(child)
 

@@ -3,9 +3,10 @@
 A :class:`~.conv.FusedConv` can compute its convolution in several exact forms (:data:`~.conv.FORMS`): oneDNN's
 direct convolution, Winograd's minimal filtering F(4x4, 3x3) / F(3x3, 2x2) (Lavin & Gray, CVPR 2016; float32 on
 the CPU), the direct convolution in the other memory layout (NCHW <-> channels-last, the output given back in
-the input's layout), and the direct convolution with its weights packed once in oneDNN's blocked layout (small
-maps). In exact arithmetic they are the same convolution; in float32 they differ by rounding only, within the
-bounds of tests/engine/test_winograd.py and test_fuse.py. Which one is fastest depends on the CPU (its vector
+the input's layout), the direct convolution with its weights packed once in oneDNN's blocked layout (small
+maps), and, for layers of a few output channels, one matrix product per tap and the taps' shifted sums. In exact
+arithmetic they are the same convolution; in float32 they differ by rounding only, within the bounds of
+tests/engine/test_winograd.py, test_taps.py and test_fuse.py. Which one is fastest depends on the CPU (its vector
 units and caches, and oneDNN's kernels for them: Winograd's batched matrix products pay on a Xeon with AMX and
 lose on an EPYC with AVX512-BF16), the thread count, the torch version, the precision and the layer's shape,
 while the untuned rule (:meth:`~.conv.FusedConv.default_form`) was fixed on one machine. So:
@@ -291,13 +292,16 @@ class Layer:
 def candidate_forms(module: FusedConv, x: torch.Tensor) -> tuple[str, ...]:
     """The exact forms worth measuring for ``module`` on ``x``: ``direct``; ``winograd`` where it applies; the
     other memory layout (``channels_last`` for an NCHW input, ``contiguous`` for a channels-last one); ``packed``
-    where it applies, on inputs of at most :data:`~.conv.PACKED_MAX_PIXELS` pixels."""
+    where it applies, on inputs of at most :data:`~.conv.PACKED_MAX_PIXELS` pixels; ``taps`` where it applies
+    (layers of a few output channels)."""
     forms = ["direct"]
     if module.winograd_applies(x):
         forms.append("winograd")
     forms.append("contiguous" if input_signature(x)[2] else "channels_last")
     if x.shape[2] * x.shape[3] <= PACKED_MAX_PIXELS and module.packed_applies(x):
         forms.append("packed")
+    if module.taps_applies(x):
+        forms.append("taps")
     return tuple(forms)
 
 

@@ -42,6 +42,8 @@ def test_the_rewrites_apply(model):
     winograd = [m for network in (dense, inpainting) for m in network.modules()
                 if isinstance(m, FusedConv) and m.winograd is not None]
     assert len(winograd) > 10
+    assert all(isinstance(m, FusedConv) for m in dense.occlusion)  # to one channel: by taps (test_taps)
+    assert isinstance(inpainting.final, FusedConv)
     assert model.inference_modules() is model.inference_modules()  # made once
     for network in (model.networks.kp_detector, model.networks.dense_motion_network):  # the originals unchanged
         assert not any(isinstance(m, FusedConv) for m in network.modules())

@@ -19,7 +19,7 @@
 * In float32 on the CPU, 3x3 and 2x2 convolutions on large enough inputs by Winograd's minimal
   filtering (:class:`~.conv.FusedConv`, once :func:`enable_winograd` has allowed it).
 * The convolutions to one to a few channels (the occlusion masks, the generator's final layer) as
-  :class:`~.conv.FusedConv`, which computes them by taps (:mod:`.taps`) where that is faster.
+  :class:`~.conv.FusedConv`, which computes them by taps (:mod:`.taps`) unless tuned otherwise.
 
 Results equal the original networks up to float rounding (tests/engine/test_fuse.py bounds the difference).
 The rewrites are looked up by block class (:data:`REWRITES`, with PaddleGAN's mobile blocks from :mod:`.mobile`):

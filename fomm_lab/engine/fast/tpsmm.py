@@ -15,7 +15,7 @@ What applies, and how (:mod:`.fuse` and :mod:`.conv` hold the rewrites themselve
 * the dense motion network's anti-aliased 1/4 down-scaling: the Gaussian blur evaluated only where it is sampled
   (:class:`~.fuse.StridedBlur`).
 * the occlusion masks' 7x7 convolutions to one channel and the final 7x7 convolution to three: FusedConvs, run
-  by taps (:mod:`.taps`) where that is faster.
+  by taps (:mod:`.taps`) unless tuned otherwise.
 
 The instance norms of one image run as the batch norm they reduce to, in the map's own layout
 (:func:`instance_norm`: no NCHW copy of a channels-last map). The ReLUs and the residual sums run in place on the

@@ -19,8 +19,10 @@ ms per frame), and its peak RSS in a fresh process (load, warm-up or compilation
 
 TPSMM (--config tpsmm-vox, tpsmm-taichi ..., or a TPSMM yaml): row (a) is its authors' demo loop
 (benchmarks/tpsmm_demo_loop.py: relative mode, the dense motion and inpainting networks whole every frame),
-the same Animator rows follow (no OpenVINO rows: the backend runs FOMM only); add --baseline vox-256 for
-FOMM's float32 per frame beside it.
+the same Animator rows follow (no OpenVINO rows: the backend runs FOMM only). --compare vox-256 measures FOMM's
+demo loop and the same modes in the same process after it, prints its table too and then each mode's speed-up
+over its own demo loop for both families (issue 26's target: TPSMM's at least FOMM's); --baseline vox-256 gives
+only FOMM's float32 time per frame beside it.
 
 Against the machine's own ceiling (issue 27): the table's head names the CPU and its flags (avx2, avx512f,
 avx512_bf16, amx_tile), the reference convolution rate in each precision (one 3x3 convolution, 256 channels,
@@ -41,7 +43,8 @@ Streaming memory: --rss-growth 60 600 prints the float32 peak RSS after 60 and 6
 Like the command line, the benchmark keeps large freed blocks for reuse (fomm_lab.allocator); --malloc-defaults
 measures with glibc's defaults instead.
 
-usage: python benchmarks/bench_engine.py [--config vox-256] [--baseline CONFIG] [--frames 12] [--short 6]
+usage: python benchmarks/bench_engine.py [--config vox-256] [--baseline CONFIG] [--compare CONFIG] [--frames 12]
+           [--short 6]
            [--threads 1] [--modes float32,float32-tuned,float32-compiled,bfloat16,bfloat16-tuned,bfloat16-compiled,
            openvino,openvino-bfloat16]
            [--rss-frames 8 | --no-rss] [--rss-growth 60 600] [--device cpu|cuda] [--batch-size N]
@@ -320,6 +323,9 @@ def main() -> None:
     parser.add_argument("--config", default="vox-256", help="shipped config name or yaml (random weights)")
     parser.add_argument("--baseline", default=None, metavar="CONFIG",
                         help="also time float32 on this config and print the per-frame ratio (vox-256 for vox-512)")
+    parser.add_argument("--compare", default=None, metavar="CONFIG",
+                        help="also measure CONFIG (its demo loop and the same modes), print its table and each mode's "
+                             "speed-up over its own demo loop beside this config's (tpsmm-vox against vox-256)")
     parser.add_argument("--rss-growth", type=int, nargs=2, default=None, metavar=("FEW", "MANY"),
                         help="float32 peak RSS streaming FEW and MANY frames (fresh processes): memory must not grow")
     parser.add_argument("--frames", type=int, default=12, help="frames of the long clip")
@@ -364,10 +370,42 @@ def main() -> None:
                 skipped[mode] = "not measured: openvino is not installed (pip install 'fomm-lab[openvino]')"
             modes = [m for m in modes if m not in skipped]
 
+    rates = ceilings(device)
+    report = measure(args.config, args, modes, dict(skipped), clock)
+    print(machine_line(device, rates))
+    print_report(report, args, rates, device, clock)
+    if args.compare:
+        other = measure(args.compare, args, modes, dict(skipped), clock)
+        print()
+        print_report(other, args, rates, device, clock)
+        _compare(report, other)
+    rows, base_long, model = report.rows, report.rows[0].long_ms, report.model
+    assert base_long is not None
+    if args.baseline:
+        _baseline(args, rows, clock)
+    if model.family == "fomm":
+        _targets(rows, base_long, args.config, rates, wall=clock.wall)
+    else:
+        print(f"\n(issue 14's targets are FOMM's; {model.family} rows are for comparison)")
+
+
+@dataclass
+class Report:
+    """One config's rows: (a) its demo loop first, then the Animator's modes and live steps."""
+    config: str
+    model: object
+    rows: list[Row]
+    skipped: dict[str, str]
+    paper_flops: float
+    frame_flops: float
+
+
+def measure(config: str, args: argparse.Namespace, modes: list[str], skipped: dict[str, str], clock: Clock) -> Report:
+    """Time ``config``'s demo loop (a) and the Animator's ``modes`` (random weights, the synthetic clips)."""
     torch.manual_seed(0)  # random weights, never a registry download
-    paper = random_model(args.config, args.device, fuse=False)  # the networks as the checkpoint has them
+    paper = random_model(config, args.device, fuse=False)  # the networks as the checkpoint has them
     torch.manual_seed(0)
-    model = random_model(args.config, args.device)  # the same random weights, fused
+    model = random_model(config, args.device)  # the same random weights, fused
     if model.family != "fomm":
         for mode in [m for m in modes if MODES[m].get("backend") == "openvino"]:
             skipped[mode] = f"not measured: the openvino backend runs FOMM models only, not {model.family}"
@@ -376,7 +414,6 @@ def main() -> None:
     source, short_source = clip(1, size, seed=1)[0], clip(1, size, seed=2)[0]
     driving, short = clip(args.frames, size), clip(args.short, size, seed=3)
 
-    rates = ceilings(device)
     paper_flops = paper_gflop(paper, source, driving, clock)
     frame_flops = animator_gflop(model, source, driving[1])
     make_animation(paper, source, driving[:2], clock)  # warm-up
@@ -400,17 +437,24 @@ def main() -> None:
         rows.append(live_row(mode, model, source, driving, clock))
         rows[-1].gflop = frame_flops
     if not args.no_rss:
+        child_args = argparse.Namespace(**{**vars(args), "config": config})
         for row, mode in measured:
-            row.rss_mb = measure_rss(mode, args)
+            row.rss_mb = measure_rss(mode, child_args)
+    return Report(config, model, rows, skipped, paper_flops, frame_flops)
 
+
+def print_report(report: Report, args: argparse.Namespace, rates: dict[torch.dtype, float], device: torch.device,
+                 clock: Clock) -> None:
+    """The table of one config's rows, each with its speed-up over that config's demo loop (a)."""
+    rows, model = report.rows, report.model
+    size = tuple(model.frame_size)
     base_long, base_short = rows[0].long_ms, rows[0].short_ms
     assert base_long is not None and base_short is not None
     timing = ("wall time (synchronised)" if device.type == "cuda" else
               f"wall time, {args.threads} threads" if clock.wall else "CPU time")
-    print(machine_line(device, rates))
-    print(f"FLOPs per frame: paper loop {paper_flops:.1f} GFLOP (keypoint detector + whole generator), Animator "
-          f"{frame_flops:.1f} GFLOP (keypoint detector + dense motion + decoder, direct convolutions)")
-    print(f"config {args.config} ({model.family}, random weights), {size[0]}x{size[1]}, device {device}, torch {torch.__version__}, "
+    print(f"FLOPs per frame: paper loop {report.paper_flops:.1f} GFLOP (keypoint detector + whole generator), Animator "
+          f"{report.frame_flops:.1f} GFLOP (keypoint detector + dense motion + decoder, direct convolutions)")
+    print(f"config {report.config} ({model.family}, random weights), {size[0]}x{size[1]}, device {device}, torch {torch.__version__}, "
           f"threads {torch.get_num_threads()}, {timing}, long clip {args.frames} frames (median ms/frame), short "
           f"clip {args.short} frames (one animate() call, ms/frame), batch size {args.batch_size}")
     header = (f"{'mode':40} {'long ms':>8} {'x (a)':>6} {'of ceiling':>10} {'short ms':>9} {'x (a)':>6}  "
@@ -428,19 +472,22 @@ def main() -> None:
         ceiling = f"{100 * share:9.0f}%" if share is not None else ""
         print(f"{row.name:40} {long_ms:>8} {long_x:>6} {ceiling:>10} {short_ms:>9} {short_x:>6}  "
               f"{row.accuracy:22} {warm:>8} {rss:>9} {row.note}")
-    for mode, why in skipped.items():
+    for mode, why in report.skipped.items():
         print(f"{'Animator ' + mode:40} {why}")
-    if args.rss_growth:
-        few, many = (_growth_rss(n, args) for n in args.rss_growth)
-        if few is not None and many is not None:
-            print(f"peak RSS float32 streaming {args.rss_growth[0]} / {args.rss_growth[1]} frames: {few:.0f} / "
-                  f"{many:.0f} MB (growth {many - few:+.0f} MB; target < 100 MB)")
-    if args.baseline:
-        _baseline(args, rows, clock)
-    if model.family == "fomm":
-        _targets(rows, base_long, args.config, rates, wall=clock.wall)
-    else:
-        print(f"\n(issue 14's targets are FOMM's; {model.family} rows are for comparison)")
+
+
+def _compare(ours: Report, theirs: Report) -> None:
+    """Each mode's speed-up over its own demo loop, for both configs (issue 26: TPSMM's at least FOMM's)."""
+    print(f"\nspeed-up over each one's own demo loop (a), long clip: {ours.config} against {theirs.config}")
+    base_ours, base_theirs = ours.rows[0].long_ms, theirs.rows[0].long_ms
+    assert base_ours is not None and base_theirs is not None
+    by_name = {row.name: row for row in theirs.rows[1:]}
+    for row in ours.rows[1:]:
+        other = by_name.get(row.name)
+        if row.long_ms and other is not None and other.long_ms:
+            x_ours, x_theirs = base_ours / row.long_ms, base_theirs / other.long_ms
+            verdict = "at least" if x_ours >= x_theirs else f"{100 * (1 - x_ours / x_theirs):.0f} % short of"
+            print(f"  {row.name:38} {x_ours:5.2f}x against {x_theirs:5.2f}x ({verdict} {theirs.config}'s)")
 
 
 def _growth_rss(frames: int, args: argparse.Namespace) -> float | None:

@@ -44,8 +44,8 @@ Like the command line, the benchmark keeps large freed blocks for reuse (fomm_la
 measures with glibc's defaults instead.
 
 usage: python benchmarks/bench_engine.py [--config vox-256] [--baseline CONFIG] [--compare CONFIG] [--frames 12]
-           [--short 6]
-           [--threads 1] [--modes float32,float32-tuned,float32-compiled,bfloat16,bfloat16-tuned,bfloat16-compiled,
+           [--short 6] [--threads 1]
+           [--modes float32,float32-tuned,float32-compiled,bfloat16,bfloat16-tuned,bfloat16-compiled,
            openvino,openvino-bfloat16]
            [--rss-frames 8 | --no-rss] [--rss-growth 60 600] [--device cpu|cuda] [--batch-size N]
            [--include-slow-bf16]

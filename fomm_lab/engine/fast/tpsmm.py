@@ -11,7 +11,9 @@ What applies, and how (:mod:`.fuse` and :mod:`.conv` hold the rewrites themselve
 * their up blocks (nearest x2, then 3x3 convolution, instance norm, ReLU): the convolution of the up-sampled map
   is computed at low resolution as one 2x2 convolution with 4x the output channels and a pixel shuffle
   (:class:`~.fuse.SubpixelUpBlock`, no ReLU inside), then the instance norm over the whole (2H, 2W) output and
-  the ReLU; wide blocks on small maps keep up-sampling + convolution (:data:`~.fuse.SUBPIXEL_MAX_KERNEL_ELEMENTS`);
+  the ReLU; the dense motion hourglass's wide blocks, on small maps, keep up-sampling + convolution
+  (:data:`~.fuse.SUBPIXEL_MAX_KERNEL_ELEMENTS`), while the inpainting decoder's run on maps from 1/8 of the frame
+  and are sub-pixel at any width;
 * the dense motion network's anti-aliased 1/4 down-scaling: the Gaussian blur evaluated only where it is sampled
   (:class:`~.fuse.StridedBlur`).
 * the occlusion masks' 7x7 convolutions to one channel and the final 7x7 convolution to three: FusedConvs, run
@@ -39,6 +41,7 @@ from torch import nn
 
 from ..nets.blocks import AntiAliasInterpolation2d
 from ..nets.tpsmm import blocks
+from ..nets.tpsmm.dense_motion import DenseMotionNetwork
 from ..nets.tpsmm.inpainting import InpaintingNetwork, Warp
 from .conv import FusedConv, plain_ops, taps_conv
 from .fuse import SUBPIXEL_MAX_KERNEL_ELEMENTS, StridedBlur, SubpixelUpBlock
@@ -119,11 +122,14 @@ class NormUpBlock(nn.Module):
         return relu_(instance_norm(self.norm, self.conv(F.interpolate(x, scale_factor=2))))
 
 
-def up_block(block: blocks.UpBlock2d) -> nn.Module:
-    """Sub-pixel unless the block is wide or its kernel is not 3x3 (as FOMM's :func:`~.fuse.fused_up_block`)."""
+def up_block(block: blocks.UpBlock2d, *, large_maps: bool = False) -> nn.Module:
+    """Sub-pixel unless its kernel is not 3x3 or the block is wide (as FOMM's :func:`~.fuse.fused_up_block`).
+
+    ``large_maps``: the block runs on maps of 1/8 of the frame and more (the inpainting decoder's up blocks), where
+    sub-pixel wins at any width (docs/performance.md), so the width limit does not apply."""
     cout, cin = block.conv.weight.shape[:2]
-    if 16 * cout * cin > SUBPIXEL_MAX_KERNEL_ELEMENTS or tuple(block.conv.kernel_size) != (3, 3) \
-            or tuple(block.conv.padding) != (1, 1):
+    wide = 16 * cout * cin > SUBPIXEL_MAX_KERNEL_ELEMENTS and not large_maps
+    if wide or tuple(block.conv.kernel_size) != (3, 3) or tuple(block.conv.padding) != (1, 1):
         return NormUpBlock(block)
     return SubpixelNormUpBlock(block)
 
@@ -152,6 +158,20 @@ class InpaintingInference(InpaintingNetwork):
     def _blend_skip(self, out: torch.Tensor, skip: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
         keep = (1 - last).to(out.dtype)
         return out * keep + skip if out is skip else out.mul_(keep).add_(skip)
+
+
+class DenseMotionInference(DenseMotionNetwork):
+    """The dense motion network with its hourglass input, under autocast, already in the autocast precision and
+    channels-last: each convolution would round it to that precision anyway, and the hourglass's last
+    concatenation (its output and its input) then stays one reduced-precision channels-last map, instead of being
+    promoted to a float32 map that the contribution, occlusion and up-block convolutions each convert again. The
+    same values; float32 unchanged."""
+
+    def _hourglass_input(self, features: torch.Tensor) -> torch.Tensor:
+        device = features.device.type
+        if not torch.is_autocast_enabled(device):
+            return features
+        return features.to(torch.get_autocast_dtype(device)).contiguous(memory_format=torch.channels_last)
 
 
 REWRITES: dict[type[nn.Module], Callable[[Any], nn.Module]] = {
@@ -202,7 +222,10 @@ def fuse_tpsmm(module: nn.Module) -> nn.Module:
     if module.training:
         raise ValueError("fuse_tpsmm needs a module in eval mode")
     fused = copy.deepcopy(module)
-    _fuse_children(fused)
     if type(fused) is InpaintingNetwork:
+        fused.up_blocks = nn.ModuleList(up_block(block, large_maps=True) for block in fused.up_blocks)
         fused.__class__ = InpaintingInference  # the same modules and state, the inference decoder
+    elif type(fused) is DenseMotionNetwork:
+        fused.__class__ = DenseMotionInference
+    _fuse_children(fused)
     return fused.eval().requires_grad_(False)

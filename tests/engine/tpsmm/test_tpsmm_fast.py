@@ -13,6 +13,7 @@ from tpsmm_support import CHECKPOINT, YAML, as_input, golden, max_diff
 from fomm_lab.engine.fast.conv import FusedConv
 from fomm_lab.engine.fast.fuse import StridedBlur
 from fomm_lab.engine.fast.tpsmm import (
+    DenseMotionInference,
     InpaintingInference,
     NormUpBlock,
     SubpixelNormUpBlock,
@@ -20,6 +21,7 @@ from fomm_lab.engine.fast.tpsmm import (
     instance_norm,
 )
 from fomm_lab.engine.nets.tpsmm.blocks import UpBlock2d
+from fomm_lab.engine.nets.tpsmm.dense_motion import DenseMotionNetwork
 from fomm_lab.engine.nets.tpsmm.inpainting import InpaintingNetwork
 from fomm_lab.engine.tpsmm.model import load_tpsmm
 
@@ -62,6 +64,22 @@ def test_sub_pixel_up_block_equals_upsample_then_convolution():
         assert (fused(x) - block(x)).abs().max() < 1e-5
         wide = NormUpBlock(block)
         assert (wide(x) - block(x)).abs().max() < 1e-5
+
+
+def test_wide_up_blocks_are_sub_pixel_only_in_the_inpainting_decoder(monkeypatch):
+    """The width limit keeps the hourglass's wide blocks (small maps) as up-sampling + convolution; the inpainting
+    decoder's up blocks run on maps from 1/8 of the frame and are sub-pixel at any width."""
+    monkeypatch.setattr("fomm_lab.engine.fast.tpsmm.SUBPIXEL_MAX_KERNEL_ELEMENTS", 0)  # every block counts as wide
+    torch.manual_seed(0)
+    network = InpaintingNetwork(num_channels=3, block_expansion=4, max_features=16, num_down_blocks=2).eval()
+    fused = fuse_tpsmm(network)
+    assert all(isinstance(block, SubpixelNormUpBlock) for block in fused.up_blocks)
+    assert isinstance(fuse_tpsmm(nn.Sequential(UpBlock2d(6, 5)).eval())[0], NormUpBlock)
+    source = torch.rand(1, 3, 32, 32)
+    deformation = torch.rand(1, 8, 8, 2) * 2 - 1
+    occlusion = [torch.rand(1, 1, 8 * 2**i, 8 * 2**i) for i in range(3)]
+    with torch.no_grad():
+        assert (fused(source, deformation, occlusion) - network(source, deformation, occlusion)).abs().max() < 1e-5
 
 
 def test_fused_networks_equal_the_checkpoint_networks(model):
@@ -151,3 +169,28 @@ def test_inference_decoder_equals_the_papers_and_stays_in_the_reduced_precision(
     # the tiny fixture amplifies rounding (tpsmm_support): the paper's decode under autocast differs from float32 by
     # 1.8e-3 on average (max 0.15), this one by 2.0e-3 (max 0.16)
     assert out.dtype == torch.float32 and float((out - exact).abs().mean()) < 4e-3
+
+
+def test_inference_dense_motion_gives_its_hourglass_the_reduced_precision_input(model):
+    """Under autocast the hourglass gets its input in bfloat16 channels-last, so its last concatenation (output
+    and input) is no float32 map: the same flow and masks, bit for bit, as the paper's forward; float32 unchanged."""
+    data = golden()
+    source, driving = as_input(data["source"]), as_input(data["driving"])[:1]
+    kp_detector = model.networks.kp_detector
+    dense = model.inference_modules(torch.bfloat16)[1]
+    assert isinstance(dense, DenseMotionInference)
+    paper = copy.copy(dense)  # the same modules, the paper's forward
+    paper.__class__ = DenseMotionNetwork
+    seen = []
+    hook = dense.maps.register_forward_pre_hook(lambda _, args: seen.append(args[0]))
+    with torch.inference_mode():
+        prepared, kp_driving = dense.prepare(source, kp_detector(source)), kp_detector(driving)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            ours, theirs = dense(prepared, kp_driving), paper(prepared, kp_driving)
+        features = torch.rand(1, 3, 8, 8)
+        assert model.inference_modules()[1]._hourglass_input(features) is features  # float32: no autocast
+    hook.remove()
+    assert seen[0].dtype == torch.bfloat16 and seen[0].is_contiguous(memory_format=torch.channels_last)
+    assert seen[1].dtype == torch.float32  # the paper's: promoted by the concatenation
+    assert torch.equal(ours.deformation, theirs.deformation)
+    assert all(torch.equal(a, b) for a, b in zip(ours.occlusion, theirs.occlusion, strict=True))

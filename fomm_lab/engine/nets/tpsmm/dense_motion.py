@@ -145,7 +145,7 @@ class DenseMotionNetwork(nn.Module):
             transformations = self.transformations(source, kp_driving, bg_param)
             deformed = self.deform_source(source, transformations)
             features = torch.cat([zeros, heatmaps, deformed.view(batch, -1, height, width)], dim=1)
-        outs = self.hourglass(features)
+        outs = self.hourglass(self._hourglass_input(features))
         logits = self.maps(outs[-1])
         with _float32(kp_driving):
             logits = logits.float()
@@ -154,6 +154,10 @@ class DenseMotionNetwork(nn.Module):
             weighted = transformations.permute(0, 1, 4, 2, 3) * contribution.unsqueeze(2)
             deformation = weighted.sum(dim=1).permute(0, 2, 3, 1)
         return DenseMotion(deformation, self.occlusion_masks(outs), contribution, transformations, deformed)
+
+    def _hourglass_input(self, features: torch.Tensor) -> torch.Tensor:
+        """The hourglass's input from the (N, 5K + 1 + (K + 1) C, h, w) float32 features (here: themselves)."""
+        return features
 
     def occlusion_masks(self, outs: list[torch.Tensor]) -> list[torch.Tensor]:
         """Sigmoid masks from the hourglass outputs ``outs``: the last few directly, then after each extra up

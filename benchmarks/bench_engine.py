@@ -8,7 +8,8 @@ Rows:
   (a) the paper demo's ``make_animation`` as written (reimplemented here on the checkpoint-form networks,
       ``load_model(fuse=False)``): source keypoints once, then per frame the keypoint detector on the driving
       frame, the keypoint normalisation (relative motion, adapted scale, relative jacobians) and the whole
-      generator (its encoder re-encodes the source every frame); predictions kept in a list;
+      generator (its encoder re-encodes the source every frame, and it warps the source at full resolution for
+      its ``deformed`` output); predictions kept in a list;
   (b) Animator float32, eager and torch.compile'd: exact (max abs diff to (a));
   (c) Animator bfloat16 (float16 on CUDA), eager and compiled, with PSNR against (a);
   (d) Animator with the OpenVINO backend (float32; bfloat16 where the CPU has it natively);
@@ -18,7 +19,8 @@ short one (--short frames, one ``animate()`` call on a photo not seen before, al
 ms per frame), and its peak RSS in a fresh process (load, warm-up or compilation, --rss-frames frames).
 
 TPSMM (--config tpsmm-vox, tpsmm-taichi ..., or a TPSMM yaml): row (a) is its authors' demo loop
-(benchmarks/tpsmm_demo_loop.py: relative mode, the dense motion and inpainting networks whole every frame),
+(benchmarks/tpsmm_demo_loop.py: relative mode, the dense motion and inpainting networks whole every frame, with
+the inpainting network's second warp of each encoder level for its ``warped_encoder_maps``),
 the same Animator rows follow (no OpenVINO rows: the backend runs FOMM only). --compare vox-256 measures FOMM's
 demo loop and the same modes in the same process after it, prints its table too and then each mode's speed-up
 over its own demo loop for both families (issue 26's target: TPSMM's at least FOMM's); --baseline vox-256 gives
@@ -82,6 +84,7 @@ from fomm_lab.engine.families import config_and_family
 from fomm_lab.engine.fast.tune import apply_choices, capture_layers, clear_choices, reference_rate
 from fomm_lab.engine.fast.variants import inference_networks
 from fomm_lab.engine.motion import normalize_keypoints
+from fomm_lab.engine.nets.generator import warp
 from fomm_lab.hub.registry import resolve_model
 
 MODES = {
@@ -157,10 +160,19 @@ def make_animation(model, source: np.ndarray, driving: list[np.ndarray], clock: 
         frame = video[:, :, index].to(device)
         kp_driving = model.kp_detector(frame)
         kp_norm = normalize_keypoints(kp_source, kp_driving, kp_initial, relative=True, adapt_scale=True)
-        out = model.generator(source_t, kp_norm, kp_source)["prediction"]
+        generated = model.generator(source_t, kp_norm, kp_source)
+        out = generated["prediction"]
+        deformed_source(model.generator, source_t, generated["deformation"])
         predictions.append(np.transpose(out.float().cpu().numpy(), (0, 2, 3, 1))[0])
         times.append(clock() - start)
     return predictions, times
+
+
+def deformed_source(generator, source: torch.Tensor, deformation: torch.Tensor) -> torch.Tensor:
+    """The source warped at full resolution: the ``deformed`` output that the paper's generator computes with every
+    prediction (for its visualisations; the demo discards it)."""
+    return warp(source, deformation, align_corners=generator.align_corners, border=generator.border,
+                corner_resize=generator.corner_resize)
 
 
 def timed_frames(frames: Iterator[np.ndarray], clock: Clock) -> tuple[list[np.ndarray], list[float]]:

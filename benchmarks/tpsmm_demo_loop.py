@@ -11,7 +11,10 @@ What the demo does, and so what this loop does:
   area) recomputed with scipy's ConvexHull on every call as ``relative_kp`` does; ``standard``: the driving
   keypoints; ``avd``: the AVD network's -- then the whole dense motion network (its source downsampling and
   source heatmaps recomputed every frame) and the whole inpainting network (which re-encodes the source every
-  frame), ``bg_param=None``; each prediction is copied to a NumPy (H, W, 3) array and kept in a list.
+  frame), ``bg_param=None``; each prediction is copied to a NumPy (H, W, 3) array and kept in a list;
+* the inpainting network's forward also returns, every frame, the ``warped_encoder_maps`` of the training's warp
+  loss: each encoder level warped and occluded a second time (the ``out_ij`` / ``encode_ij`` of its
+  ``.detach()`` copies). The demo discards them, but computes them, and so does this loop.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 from scipy.spatial import ConvexHull
+
+from fomm_lab.engine.nets.tpsmm.inpainting import Warp
 
 MODES = ("relative", "standard", "avd")
 
@@ -56,9 +61,12 @@ def make_animation(networks, source: np.ndarray, driving: list[np.ndarray], cloc
             kp_norm = networks.avd_network(kp_source, kp_driving)
         else:
             kp_norm = kp_driving
-        dense = networks.dense_motion_network
+        dense, inpainting = networks.dense_motion_network, networks.inpainting_network
         motion = dense(dense.prepare(source_t, kp_source), kp_norm, bg_param=None)
-        out = networks.inpainting_network(source_t, motion.deformation, motion.occlusion)
+        encoded = inpainting.encode(source_t)
+        out = inpainting.decode(source_t, encoded, motion.deformation, motion.occlusion)
+        warp = Warp(motion.deformation)
+        inpainting.mask_levels([warp(level) for level in encoded], motion.occlusion)  # warped_encoder_maps
         predictions.append(np.transpose(out.float().cpu().numpy(), (0, 2, 3, 1))[0])
         times.append(clock() - start)
     return predictions, times

@@ -24,7 +24,8 @@ The instance norms of one image run as the batch norm they reduce to, in the map
 fresh outputs of the norms and convolutions (no new buffer each: fewer page faults on the large maps;
 :func:`~.inplace.relu_`). The inpainting network's decoder (:class:`InpaintingInference`) keeps its maps in the
 decoder's precision and layout, warping and occluding its reduced-precision skip maps in one weighted gather
-(:mod:`.sample`). :func:`convolutions_as_fused` gives the reduced precisions' float32 keypoint detector fused
+(:mod:`.sample`); the dense motion network (:class:`DenseMotionInference`) gives its hourglass its input in that
+precision and layout. :func:`convolutions_as_fused` gives the reduced precisions' float32 keypoint detector fused
 convolutions. Everything else (the TPS solve, the flow, the other ``grid_sample`` calls, the AVD MLPs) is kept as
 it is.
 """

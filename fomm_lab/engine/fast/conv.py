@@ -22,6 +22,7 @@ from torch import nn
 
 from .taps import conv_by_taps, tap_rows, taps_shape_applies
 from .winograd import TILE_FOR_KERNEL, WinogradPlan
+from .winograd_f2 import conv3x3_f2, f2_kernels
 
 WINOGRAD_MAX_KERNEL_ELEMENTS = 9_500_000
 """Largest transformed kernel (n*n*Cout*Cin floats) allowed by :meth:`FusedConv.enable_winograd`: up to a 3x3
@@ -49,7 +50,7 @@ weights to its blocked layout on every call, which costs more than the arithmeti
 4x4, bfloat16: 3.9 against 0.8 ms with the weights packed once; docs/performance.md). The untuned rule never packs:
 the packed copies cost memory (vox-256 in bfloat16: 104 MB more, over its peak RSS target)."""
 
-FORMS = ("direct", "winograd", "channels_last", "contiguous", "packed", "taps")
+FORMS = ("direct", "winograd", "channels_last", "contiguous", "packed", "taps", "winograd_f2")
 """The exact forms a fused convolution can run (all compute the same convolution; they differ in float rounding
 only): ``direct``, oneDNN's convolution in the input's own memory layout; ``winograd``, Winograd's minimal
 filtering (:mod:`.winograd`; float32 on the CPU, where :meth:`FusedConv.enable_winograd` allowed it);
@@ -57,7 +58,9 @@ filtering (:mod:`.winograd`; float32 on the CPU, where :meth:`FusedConv.enable_w
 ``contiguous``, a channels-last input convolved in NCHW layout and the output given back as channels-last;
 ``packed``, oneDNN's direct convolution with the weights reordered once to its blocked layout for this input's
 shape and kept (:meth:`FusedConv.packed_applies`); ``taps``, for layers of a few output channels, one matrix
-product per input pixel and tap and the taps' shifted sums (:mod:`.taps`, :meth:`FusedConv.taps_applies`)."""
+product per input pixel and tap and the taps' shifted sums (:mod:`.taps`, :meth:`FusedConv.taps_applies`);
+``winograd_f2``, Winograd's F(2x2, 3x3) for bfloat16 channels-last 3x3 layers (:mod:`.winograd_f2`,
+:meth:`FusedConv.winograd_f2_applies`; tuned only)."""
 
 
 def input_signature(x: torch.Tensor) -> tuple[tuple[int, ...], torch.dtype, bool, torch.dtype | None]:
@@ -100,6 +103,7 @@ class FusedConv(nn.Module):
         self.winograd: WinogradPlan | None = None
         self.winograd_kernels: torch.Tensor | None = None
         self.packed_weights: dict[tuple, torch.Tensor] = {}
+        self.winograd_f2_kernels: torch.Tensor | None = None
         self.forms: dict[tuple, str] | None = None
 
     @classmethod
@@ -116,7 +120,7 @@ class FusedConv(nn.Module):
 
     def __getstate__(self):
         state = super().__getstate__()
-        return {**state, "winograd_kernels": None, "packed_weights": {}}
+        return {**state, "winograd_kernels": None, "packed_weights": {}, "winograd_f2_kernels": None}
 
     def enable_winograd(self) -> bool:
         """Allow Winograd's algorithm when this convolution has a square 3x3 or 2x2 float32 kernel, symmetric
@@ -158,6 +162,18 @@ class FusedConv(nn.Module):
             return False
         return taps_shape_applies(tuple(self.weight.shape), self.padding, self.stride, self.dilation, self.groups)
 
+    def winograd_f2_applies(self, x: torch.Tensor) -> bool:
+        """True when this call can run by F(2x2, 3x3) (:mod:`.winograd_f2`): a stride-1, undilated, ungrouped 3x3
+        layer with zero padding 1 and bfloat16 weights, on a 4-D channels-last CPU input in bfloat16 (or cast to
+        it by autocast), eager (exports and compiled graphs keep the standard operator)."""
+        if x.device.type != "cpu" or x.dim() != 4 or plain_ops() or torch.compiler.is_compiling():
+            return False
+        if self.weight.dtype != torch.bfloat16 or _compute_dtype(x) != torch.bfloat16:
+            return False
+        if tuple(self.weight.shape[2:]) != (3, 3) or self.padding != 1 or self.stride != 1 or self.dilation != 1:
+            return False
+        return self.groups == 1 and input_signature(x)[2]
+
     def default_form(self, x: torch.Tensor) -> str:
         """The untuned rule: ``taps`` where it applies (measured faster in both precisions and layouts); ``winograd``
         where it applies on outputs of :data:`WINOGRAD_MIN_PIXELS` to :data:`WINOGRAD_MAX_PIXELS` pixels (no upper
@@ -177,7 +193,9 @@ class FusedConv(nn.Module):
         if self.forms and not plain_ops() and not torch.compiler.is_compiling():
             tuned = self.forms.get(input_signature(x))
             if (tuned == "winograd" and self.winograd_applies(x)) or (tuned == "packed" and self.packed_applies(x)) \
-                    or (tuned == "taps" and self.taps_applies(x)) or tuned in ("direct", "channels_last", "contiguous"):
+                    or (tuned == "taps" and self.taps_applies(x)) \
+                    or (tuned == "winograd_f2" and self.winograd_f2_applies(x)) \
+                    or tuned in ("direct", "channels_last", "contiguous"):
                 return tuned
         return self.default_form(x)
 
@@ -204,6 +222,10 @@ class FusedConv(nn.Module):
             return self._packed(x)
         if form == "taps":
             return conv_by_taps(x.to(self.weight.dtype), tap_rows(self.weight), self.bias, self.weight.shape[-1])
+        if form == "winograd_f2":
+            if self.winograd_f2_kernels is None:
+                self.winograd_f2_kernels = f2_kernels(self.weight)
+            return conv3x3_f2(x, self.winograd_f2_kernels, self.bias)
         return self._direct(x)
 
     def _direct(self, x: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,8 @@
 
 A :class:`~.conv.FusedConv` can compute its convolution in several exact forms (:data:`~.conv.FORMS`): oneDNN's
 direct convolution, Winograd's minimal filtering F(4x4, 3x3) / F(3x3, 2x2) (Lavin & Gray, CVPR 2016; float32 on
-the CPU), the direct convolution in the other memory layout (NCHW <-> channels-last, the output given back in
+the CPU) and F(2x2, 3x3) (bfloat16, channels-last; within a few bfloat16 rounding steps, test_winograd_f2.py), the
+direct convolution in the other memory layout (NCHW <-> channels-last, the output given back in
 the input's layout), the direct convolution with its weights packed once in oneDNN's blocked layout (small
 maps), and, for layers of a few output channels, one matrix product per tap and the taps' shifted sums. In exact
 arithmetic they are the same convolution; in float32 they differ by rounding only, within the bounds of
@@ -293,7 +294,7 @@ def candidate_forms(module: FusedConv, x: torch.Tensor) -> tuple[str, ...]:
     """The exact forms worth measuring for ``module`` on ``x``: ``direct``; ``winograd`` where it applies; the
     other memory layout (``channels_last`` for an NCHW input, ``contiguous`` for a channels-last one); ``packed``
     where it applies, on inputs of at most :data:`~.conv.PACKED_MAX_PIXELS` pixels; ``taps`` where it applies
-    (layers of a few output channels)."""
+    (layers of a few output channels); ``winograd_f2`` where it applies (bfloat16 channels-last 3x3 layers)."""
     forms = ["direct"]
     if module.winograd_applies(x):
         forms.append("winograd")
@@ -302,6 +303,8 @@ def candidate_forms(module: FusedConv, x: torch.Tensor) -> tuple[str, ...]:
         forms.append("packed")
     if module.taps_applies(x):
         forms.append("taps")
+    if module.winograd_f2_applies(x):
+        forms.append("winograd_f2")
     return tuple(forms)
 
 
@@ -550,9 +553,10 @@ def tune_networks(model: MotionModel, nets: InferenceNetworks, dtype: torch.dtyp
             if entry is not None and not remeasure and set(layer.candidates) <= set(entry["ms"]):
                 choices.append(LayerChoice(layer, dict(entry["ms"]), entry["choice"], measured=False))
                 continue
-            module, kernels = layer.modules[0], layer.modules[0].winograd_kernels
+            module = layer.modules[0]
+            kernels, f2 = module.winograd_kernels, module.winograd_f2_kernels
             ms = {form: 1000 * timer(layer.label, form, form_runner(layer, form)) for form in layer.candidates}
-            module.winograd_kernels = kernels  # timing made none to keep: made on first use if chosen
+            module.winograd_kernels, module.winograd_f2_kernels = kernels, f2  # made on first use if chosen
             choice = choose(ms, layer.default)
             entries[layer.key] = {"conv": layer.conv, "input": layer.input, "choice": choice, "ms": ms}
             choices.append(LayerChoice(layer, ms, choice, measured=True))

@@ -231,9 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tune", parents=[common], help="measure the fastest exact convolution forms on this CPU",
                        description="Time each convolution layer of the model in its exact forms (oneDNN's direct "
                                    "convolution, Winograd's (F(2x2, 3x3) in bfloat16), the other memory layout, packed "
-                                   "weights, and by taps for layers of a few output channels) on this machine, keep the fastest, print the "
-                                   "table and cache the choices for this CPU, thread count, torch version and "
-                                   "precision: animate uses them from then on. "
+                                   "weights, and by taps for layers of a few output channels) on this machine, "
+                                   "keep the fastest, print the table and cache the choices for this CPU, "
+                                   "thread count, torch version and precision: animate uses them from then on. "
                                    "Random weights (the timing does not depend on them): nothing is downloaded. "
                                    "Takes seconds.")
     p.add_argument("--config", default="vox-256",

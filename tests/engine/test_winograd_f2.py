@@ -80,3 +80,12 @@ def test_a_tuned_fused_convolution_runs_f2_and_keeps_its_kernels_out_of_copies()
     assert conv.winograd_f2_kernels is not None and conv.winograd_f2_kernels.shape == (16, 16, 12)
     assert copy.deepcopy(conv).winograd_f2_kernels is None  # derived data: made again on first use
     assert conv.form(x.contiguous()) == "direct"  # an NCHW input is another signature: the rule
+
+
+def test_bands_of_tiles_give_the_same_output_bit_for_bit():
+    weight, bias = _layer(16, 8)
+    kernels = f2_kernels(weight.bfloat16())
+    x = torch.randn(2, 16, 13, 10, generator=torch.Generator().manual_seed(3)).bfloat16()
+    whole = conv3x3_f2(x, kernels, bias.bfloat16(), band_tiles=1 << 30)
+    for band_tiles in (1, 10, 25):  # one tile row, two, a band with a shorter last one
+        assert torch.equal(conv3x3_f2(x, kernels, bias.bfloat16(), band_tiles=band_tiles), whole)

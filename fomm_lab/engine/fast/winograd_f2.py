@@ -24,6 +24,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+BAND_TILES = 1024
+"""Tiles (N x tile columns x tile rows) transformed and multiplied together, a band of tile rows at a time (at
+least one row): the band's intermediates take 16 x BAND_TILES x channels values (16 MB at 512 channels) instead of
+growing with the map, and are as fast or faster than one pass (docs/performance.md)."""
+
 KERNEL_TRANSFORM = torch.tensor([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]],
                                 dtype=torch.float64)
 """G of F(2, 3): (4, 3)."""
@@ -51,32 +56,45 @@ def _pair_sums(even: torch.Tensor, odd: torch.Tensor, out: torch.Tensor, dim: in
     torch.sub(o0, o1, out=out[3])
 
 
-def conv3x3_f2(x: torch.Tensor, kernels: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+def conv3x3_f2(x: torch.Tensor, kernels: torch.Tensor, bias: torch.Tensor | None,
+               band_tiles: int | None = None) -> torch.Tensor:
     """The stride-1, padding-1 3x3 convolution of a (N, Cin, H, W) map by F(2x2, 3x3), with ``kernels`` from
     :func:`f2_kernels` (16, Cin, Cout) and ``bias`` (Cout,) or None -> (N, Cout, H, W), channels-last, in the
     kernels' dtype (the input is converted to it and to channels-last first). Odd sizes: tiles past the edge
-    read zeros and their extra outputs are dropped."""
+    read zeros and their extra outputs are dropped. The tiles go through the steps in bands of about
+    ``band_tiles`` (None: :data:`BAND_TILES`); every output is the same sum whatever the band."""
     x = x.to(kernels.dtype).contiguous(memory_format=torch.channels_last)
     n, cin, h, w = x.shape
     cout = kernels.shape[2]
     th, tw = -(-h // 2), -(-w // 2)
     # (N, 2 th + 2, 2 tw + 2, Cin): the zero padding of 1, plus 1 more on an odd side
     padded = F.pad(x, (1, 1 + 2 * tw - w, 1, 1 + 2 * th - h)).permute(0, 2, 3, 1)
-    rows = torch.empty(4, n, 2 * th + 2, tw, cin, dtype=x.dtype, device=x.device)
-    _pair_sums(padded[:, :, 0::2], padded[:, :, 1::2], rows, dim=2)  # B^T along the width
-    tiles = torch.empty(4, 4, n, th, tw, cin, dtype=x.dtype, device=x.device)
-    _pair_sums(rows[:, :, 0::2], rows[:, :, 1::2], tiles, dim=2)  # along the height: tiles[i][j] = V[4 i + j]
-    products = torch.bmm(tiles.view(16, n * th * tw, cin), kernels).view(4, 4, n, th, tw, cout)
-    # A^T along the height (i): rows 0 + 1 + 2 and 1 - 2 - 3, then along the width (j) likewise, into the output
-    half = torch.empty(2, 4, n, th, tw, cout, dtype=x.dtype, device=x.device)
-    torch.add(products[0], products[1], out=half[0]).add_(products[2])
-    torch.sub(products[1], products[2], out=half[1]).sub_(products[3])
     out = torch.empty(n, 2 * th, 2 * tw, cout, dtype=x.dtype, device=x.device)
     tiled = out.view(n, th, 2, tw, 2, cout)
-    for a in range(2):
-        torch.add(half[a, 0], half[a, 1], out=tiled[:, :, a, :, 0]).add_(half[a, 2])
-        torch.sub(half[a, 1], half[a, 2], out=tiled[:, :, a, :, 1]).sub_(half[a, 3])
+    band = max(1, min(th, (band_tiles or BAND_TILES) // (n * tw)))
+    for start in range(0, th, band):
+        stop = min(th, start + band)
+        _band(padded[:, 2 * start: 2 * stop + 2], kernels, tiled[:, start:stop])
     if bias is not None:
         out.add_(bias.to(out.dtype))
     out = out.permute(0, 3, 1, 2)
     return out if (h, w) == (2 * th, 2 * tw) else out[:, :, :h, :w].contiguous(memory_format=torch.channels_last)
+
+
+def _band(padded: torch.Tensor, kernels: torch.Tensor, tiled: torch.Tensor) -> None:
+    """One band of tile rows: padded input rows (N, 2 b + 2, 2 tw + 2, Cin) -> output tiles ``tiled``
+    (N, b, 2, tw, 2, Cout), written in place."""
+    n, rows_in, _, cin = padded.shape
+    b, tw, cout = rows_in // 2 - 1, tiled.shape[3], kernels.shape[2]
+    rows = torch.empty(4, n, rows_in, tw, cin, dtype=padded.dtype, device=padded.device)
+    _pair_sums(padded[:, :, 0::2], padded[:, :, 1::2], rows, dim=2)  # B^T along the width
+    tiles = torch.empty(4, 4, n, b, tw, cin, dtype=padded.dtype, device=padded.device)
+    _pair_sums(rows[:, :, 0::2], rows[:, :, 1::2], tiles, dim=2)  # along the height: tiles[i][j] = V[4 i + j]
+    products = torch.bmm(tiles.view(16, n * b * tw, cin), kernels).view(4, 4, n, b, tw, cout)
+    # A^T along the height (i): rows 0 + 1 + 2 and 1 - 2 - 3, then along the width (j) likewise, into the output
+    half = torch.empty(2, 4, n, b, tw, cout, dtype=padded.dtype, device=padded.device)
+    torch.add(products[0], products[1], out=half[0]).add_(products[2])
+    torch.sub(products[1], products[2], out=half[1]).sub_(products[3])
+    for a in range(2):
+        torch.add(half[a, 0], half[a, 1], out=tiled[:, :, a, :, 0]).add_(half[a, 2])
+        torch.sub(half[a, 1], half[a, 2], out=tiled[:, :, a, :, 1]).sub_(half[a, 3])

@@ -1,4 +1,4 @@
-"""Winograd's F(2x2, 3x3) for 3x3 convolutions in the reduced precisions, channels-last, on the CPU.
+"""Winograd's F(2x2, 3x3) for 3x3 convolutions in bfloat16, channels-last, on the CPU.
 
 Lavin & Gray (CVPR 2016): each 2x2 output tile of a 3x3 convolution is A^T [(G w G^T) * (B^T d B)] A over the
 4x4 input tile d around it, with
@@ -13,7 +13,7 @@ U = G w G^T (Cin, Cout).
 
 B^T and A^T hold only 0 and +-1, so the transforms here are sums and differences of strided views of the
 channels-last map (whole channel vectors, at memory speed) instead of matrix products, which the float32
-Winograd of :mod:`.winograd` uses and which cost as much as the reduced-precision convolution itself. The
+Winograd of :mod:`.winograd` uses and which in bfloat16 cost as much as the convolution itself. The
 transformed tiles and their products are rounded to the map's precision: the result is within a few rounding
 steps of the direct convolution (tests/engine/test_winograd_f2.py bounds it). Which layers it pays on depends on
 the CPU, so only the tuner chooses it (:mod:`.tune`; docs/performance.md measures it).

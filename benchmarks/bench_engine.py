@@ -386,6 +386,11 @@ def main() -> None:
     report = measure(args.config, args, modes, dict(skipped), clock)
     print(machine_line(device, rates))
     print_report(report, args, rates, device, clock)
+    if args.rss_growth:
+        few, many = (_growth_rss(n, args) for n in args.rss_growth)
+        if few is not None and many is not None:
+            print(f"peak RSS float32 streaming {args.rss_growth[0]} / {args.rss_growth[1]} frames: {few:.0f} / "
+                  f"{many:.0f} MB (growth {many - few:+.0f} MB; target < 100 MB)")
     if args.compare:
         other = measure(args.compare, args, modes, dict(skipped), clock)
         print()

@@ -147,18 +147,14 @@ class FusedConv(nn.Module):
         """True when this call can run with packed weights: a 4-D CPU input in the weights' precision (or cast to
         it by autocast), oneDNN available, eager (not exporting or compiling: graphs keep the standard
         operator)."""
-        if x.device.type != "cpu" or x.dim() != 4 or plain_ops() or torch.compiler.is_compiling():
-            return False
-        return _compute_dtype(x) == self.weight.dtype and torch.backends.mkldnn.is_available()
+        return _eager_cpu(x) and _compute_dtype(x) == self.weight.dtype and torch.backends.mkldnn.is_available()
 
     def taps_applies(self, x: torch.Tensor) -> bool:
         """True when this call can run by taps (:mod:`.taps`): a layer of at most
         :data:`~.taps.TAPS_MAX_OUT_CHANNELS` output channels with a square odd kernel, "same" padding, stride 1,
         on a 4-D CPU input in the weights' precision (or cast to it by autocast), eager (exports and compiled
         graphs keep the standard operator)."""
-        if x.device.type != "cpu" or x.dim() != 4 or _compute_dtype(x) != self.weight.dtype or plain_ops():
-            return False
-        if torch.compiler.is_compiling():
+        if not _eager_cpu(x) or _compute_dtype(x) != self.weight.dtype:
             return False
         return taps_shape_applies(tuple(self.weight.shape), self.padding, self.stride, self.dilation, self.groups)
 
@@ -166,9 +162,7 @@ class FusedConv(nn.Module):
         """True when this call can run by F(2x2, 3x3) (:mod:`.winograd_f2`): a stride-1, undilated, ungrouped 3x3
         layer with zero padding 1 and bfloat16 weights, on a 4-D channels-last CPU input in bfloat16 (or cast to
         it by autocast), eager (exports and compiled graphs keep the standard operator)."""
-        if x.device.type != "cpu" or x.dim() != 4 or plain_ops() or torch.compiler.is_compiling():
-            return False
-        if self.weight.dtype != torch.bfloat16 or _compute_dtype(x) != torch.bfloat16:
+        if not _eager_cpu(x) or self.weight.dtype != torch.bfloat16 or _compute_dtype(x) != torch.bfloat16:
             return False
         if tuple(self.weight.shape[2:]) != (3, 3) or self.padding != 1 or self.stride != 1 or self.dilation != 1:
             return False
@@ -247,6 +241,12 @@ class FusedConv(nn.Module):
         out = torch.ops.mkldnn._convolution_pointwise(x, packed, self.bias.to(x.dtype), padding, stride, dilation,
                                                       self.groups, "none", [None], "")
         return out if channels_last else out.contiguous()  # the input's layout, as the direct form
+
+
+def _eager_cpu(x: torch.Tensor) -> bool:
+    """A 4-D CPU input of an eager call: not exporting or tracing (:func:`plain_ops`), not compiling (graphs keep
+    the standard operator). What the packed, taps and F(2x2, 3x3) forms need first."""
+    return x.device.type == "cpu" and x.dim() == 4 and not plain_ops() and not torch.compiler.is_compiling()
 
 
 def _compute_dtype(x: torch.Tensor) -> torch.dtype:

@@ -23,9 +23,9 @@ applied = keep_freed_blocks() if sys.argv[2] == "keep" else False
 torch.set_num_threads(1)
 model = load_model(sys.argv[1], None, device="cpu")  # random weights
 rng = np.random.default_rng(0)
-frames = [rng.integers(0, 255, (256, 256, 3), dtype=np.uint8) for _ in range(6)]
+frames = [rng.integers(0, 255, (256, 256, 3), dtype=np.uint8) for _ in range(9)]
 animated = Animator(model, dtype="float32", smoothing=0, tune=False).animate(frames[0], frames)
-for _ in range(3):  # warm-up
+for _ in range(6):  # warm-up: the heap settles within a few frames (taps' row bands); 3 left 1 run in 4 settling
     next(animated)
 start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 for _ in range(3):

@@ -63,6 +63,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import statistics
 import subprocess
 import sys
@@ -326,8 +327,15 @@ def machine_line(device: torch.device, rates: dict[torch.dtype, float]) -> str:
         return f"device {name} (no reference rate off the CPU); CPU {cpu_info().describe()}"
     native = "native bfloat16" if cpu_has_native_bfloat16() else "bfloat16 emulated"
     measured = ", ".join(f"{str(d).removeprefix('torch.')} {r:.1f}" for d, r in rates.items())
-    return (f"CPU {cpu_info().describe()}, {native}; reference 3x3 convolution (256 channels, 64x64, channels-last, "
-            f"{torch.get_num_threads()} thread(s)): {measured} GFLOP/s")
+    return (f"CPU {cpu_info().describe()}, {native}; {dispatch()}; reference 3x3 convolution (256 channels, 64x64, "
+            f"channels-last, {torch.get_num_threads()} thread(s)): {measured} GFLOP/s")
+
+
+def dispatch() -> str:
+    """The instruction sets the kernels were allowed: torch's own kernels (ATEN_CPU_CAPABILITY can lower it) and
+    oneDNN's limit where ONEDNN_MAX_CPU_ISA sets one (family_target.py --emulate avx2 sets both, and MKL's)."""
+    limit = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA")
+    return f"torch kernels {torch.backends.cpu.get_cpu_capability()}" + (f", oneDNN at most {limit}" if limit else "")
 
 
 def main() -> None:
@@ -353,6 +361,8 @@ def main() -> None:
     parser.add_argument("--malloc-defaults", action="store_true",
                         help="keep glibc's allocator defaults (the command line and the lab keep large freed blocks "
                              "for reuse: fomm_lab.allocator)")
+    parser.add_argument("--json", default=None, metavar="PATH",
+                        help="also write each config's demo loop and modes (ms per frame, speed-up) to PATH")
     parser.add_argument("--rss-child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if not args.malloc_defaults:
@@ -391,11 +401,15 @@ def main() -> None:
         if few is not None and many is not None:
             print(f"peak RSS float32 streaming {args.rss_growth[0]} / {args.rss_growth[1]} frames: {few:.0f} / "
                   f"{many:.0f} MB (growth {many - few:+.0f} MB; target < 100 MB)")
+    reports = [report]
     if args.compare:
         other = measure(args.compare, args, modes, dict(skipped), clock)
         print()
         print_report(other, args, rates, device, clock)
         _compare(report, other)
+        reports.append(other)
+    if args.json:
+        write_json(args.json, machine_line(device, rates), reports)
     rows, base_long, model = report.rows, report.rows[0].long_ms, report.model
     assert base_long is not None
     if args.baseline:
@@ -505,6 +519,19 @@ def _compare(ours: Report, theirs: Report) -> None:
             x_ours, x_theirs = base_ours / row.long_ms, base_theirs / other.long_ms
             verdict = "at least" if x_ours >= x_theirs else f"{100 * (1 - x_ours / x_theirs):.0f} % short of"
             print(f"  {row.name:38} {x_ours:5.2f}x against {x_theirs:5.2f}x ({verdict} {theirs.config}'s)")
+
+
+def write_json(path: str, machine: str, reports: list[Report]) -> None:
+    """{"machine": the table's head, "configs": {config: {"family", "demo_loop_ms", "modes": {row name: {"ms",
+    "speedup"}}}}} for the long clip: what family_target.py reads."""
+    configs = {}
+    for report in reports:
+        base = report.rows[0].long_ms
+        assert base is not None
+        modes = {row.name: {"ms": row.long_ms, "speedup": base / row.long_ms} for row in report.rows[1:] if row.long_ms}
+        configs[report.config] = {"family": report.model.family, "demo_loop_ms": base, "modes": modes}
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump({"machine": machine, "configs": configs}, fh, indent=1)
 
 
 def _growth_rss(frames: int, args: argparse.Namespace) -> float | None:

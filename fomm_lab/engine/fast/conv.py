@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...device import CpuInfo, cpu_info
 from .taps import conv_by_taps, tap_rows, taps_shape_applies
 from .winograd import TILE_FOR_KERNEL, WinogradPlan
 from .winograd_f2 import conv3x3_f2, f2_kernels
@@ -50,6 +51,28 @@ weights to its blocked layout on every call, which costs more than the arithmeti
 4x4, bfloat16: 3.9 against 0.8 ms with the weights packed once; docs/performance.md). The untuned rule never packs:
 the packed copies cost memory (vox-256 in bfloat16: 104 MB more, over its peak RSS target)."""
 
+WINOGRAD_F2_MIN_CHANNELS = 128
+"""The untuned rule runs F(2x2, 3x3) (:meth:`FusedConv.enable_winograd_f2`) on bfloat16 3x3 layers of at least this
+many input channels, on maps of at least :data:`WINOGRAD_MIN_PIXELS`: on the AVX512-BF16 EPYC every such layer of
+both families measured faster than the direct convolution (1.3-1.8x), every narrower one slower; on smaller maps
+the wide layers gain a millisecond or less each, and their transformed kernels would cost memory all the same
+(docs/performance.md)."""
+
+WINOGRAD_F2_MAX_KERNEL_ELEMENTS = 16 * 512 * 512
+"""... and whose transformed kernel (16 x Cout x Cin, 8 MB in bfloat16 at this cap) is at most this size (the
+hourglasses' 1024- and 2048-channel layers, on small maps here, would add 17-34 MB each)."""
+
+
+def winograd_f2_by_default(cpu: CpuInfo | None = None) -> bool:
+    """True on a CPU (this one by default) with native bfloat16 vector products (AVX512-BF16) but no AMX: there the
+    direct bfloat16 convolution runs at the vector units' rate and F(2x2, 3x3)'s 2.25x fewer products pay on wide
+    layers (1.4-1.8x, docs/performance.md). With AMX the direct convolution's tile products are several times
+    faster and unmeasured against it; without native bfloat16 the precision is emulated and bfloat16 is not the
+    default. Either way the tuner can still choose it per layer."""
+    flags = set((cpu or cpu_info()).flags)
+    return "avx512_bf16" in flags and not flags & {"amx_tile", "amx_bf16"}
+
+
 FORMS = ("direct", "winograd", "channels_last", "contiguous", "packed", "taps", "winograd_f2")
 """The exact forms a fused convolution can run (all compute the same convolution; they differ in float rounding
 only): ``direct``, oneDNN's convolution in the input's own memory layout; ``winograd``, Winograd's minimal
@@ -60,7 +83,8 @@ filtering (:mod:`.winograd`; float32 on the CPU, where :meth:`FusedConv.enable_w
 shape and kept (:meth:`FusedConv.packed_applies`); ``taps``, for layers of a few output channels, one matrix
 product per input pixel and tap and the taps' shifted sums (:mod:`.taps`, :meth:`FusedConv.taps_applies`);
 ``winograd_f2``, Winograd's F(2x2, 3x3) for bfloat16 channels-last 3x3 layers (:mod:`.winograd_f2`,
-:meth:`FusedConv.winograd_f2_applies`; tuned only)."""
+:meth:`FusedConv.winograd_f2_applies`; the untuned rule's on wide layers where :meth:`FusedConv.enable_winograd_f2`
+allowed it, else tuned only)."""
 
 
 def input_signature(x: torch.Tensor) -> tuple[tuple[int, ...], torch.dtype, bool, torch.dtype | None]:
@@ -104,6 +128,7 @@ class FusedConv(nn.Module):
         self.winograd_kernels: torch.Tensor | None = None
         self.packed_weights: dict[tuple, torch.Tensor] = {}
         self.winograd_f2_kernels: torch.Tensor | None = None
+        self.winograd_f2_untuned = False
         self.forms: dict[tuple, str] | None = None
 
     @classmethod
@@ -168,12 +193,26 @@ class FusedConv(nn.Module):
             return False
         return self.groups == 1 and input_signature(x)[2]
 
+    def enable_winograd_f2(self) -> bool:
+        """Let the untuned rule run F(2x2, 3x3) on this layer's bfloat16 channels-last inputs (where
+        :meth:`winograd_f2_applies`) when it is a 3x3 layer of at least :data:`WINOGRAD_F2_MIN_CHANNELS` input
+        channels with a transformed kernel of at most :data:`WINOGRAD_F2_MAX_KERNEL_ELEMENTS`; True when it does.
+        Its callers allow it where :func:`winograd_f2_by_default`."""
+        cout, cin, kh, kw = self.weight.shape
+        self.winograd_f2_untuned = ((kh, kw) == (3, 3) and cin >= WINOGRAD_F2_MIN_CHANNELS
+                                    and 16 * cout * cin <= WINOGRAD_F2_MAX_KERNEL_ELEMENTS)
+        return self.winograd_f2_untuned
+
     def default_form(self, x: torch.Tensor) -> str:
-        """The untuned rule: ``taps`` where it applies (measured faster in both precisions and layouts); ``winograd``
-        where it applies on outputs of :data:`WINOGRAD_MIN_PIXELS` to :data:`WINOGRAD_MAX_PIXELS` pixels (no upper
-        bound for wide 3x3 layers, :data:`WINOGRAD_WIDE_CHANNELS`); else ``direct``."""
+        """The untuned rule: ``taps`` where it applies (measured faster in both precisions and layouts);
+        ``winograd_f2`` where :meth:`enable_winograd_f2` allowed it and it applies, on maps of at least
+        :data:`WINOGRAD_MIN_PIXELS`; ``winograd`` where it applies on
+        outputs of :data:`WINOGRAD_MIN_PIXELS` to :data:`WINOGRAD_MAX_PIXELS` pixels (no upper bound for wide 3x3
+        layers, :data:`WINOGRAD_WIDE_CHANNELS`); else ``direct``."""
         if self.taps_applies(x):
             return "taps"
+        if self.winograd_f2_untuned and x.shape[2] * x.shape[3] >= WINOGRAD_MIN_PIXELS and self.winograd_f2_applies(x):
+            return "winograd_f2"  # padding 1: the output is the input's size
         if not self.winograd_applies(x):
             return "direct"
         pad, r = self.padding if isinstance(self.padding, int) else 0, self.weight.shape[-1]

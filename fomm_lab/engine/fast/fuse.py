@@ -37,9 +37,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...device import CpuInfo
 from ..nets.blocks import AntiAliasInterpolation2d, DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d
 from ..nets.keypoint_detector import KPDetector
-from .conv import FusedConv, fold_batchnorm, plain_ops, taps_conv
+from .conv import FusedConv, fold_batchnorm, plain_ops, taps_conv, winograd_f2_by_default
 from .inplace import relu_
 from .mobile import MOBILE_REWRITES
 
@@ -281,6 +282,15 @@ def enable_winograd(module: nn.Module) -> int:
     """Allow Winograd's algorithm in the float32 fused convolutions under ``module`` that can use it
     (:meth:`FusedConv.enable_winograd`; their transforms are made on first use); returns how many."""
     return sum(1 for m in module.modules() if isinstance(m, FusedConv) and m.enable_winograd())
+
+
+def enable_winograd_f2(module: nn.Module, cpu: CpuInfo | None = None) -> int:
+    """On a CPU (this one by default) where :func:`~.conv.winograd_f2_by_default`, let the untuned rule run
+    Winograd's F(2x2, 3x3) on the wide bfloat16 3x3 fused convolutions under ``module``
+    (:meth:`FusedConv.enable_winograd_f2`); returns how many (0 on other CPUs)."""
+    if not winograd_f2_by_default(cpu):
+        return 0
+    return sum(1 for m in module.modules() if isinstance(m, FusedConv) and m.enable_winograd_f2())
 
 
 def mark_channels_last_output(module: nn.Module) -> None:

@@ -30,7 +30,7 @@ from ..family import InferenceNetworks, MotionModel
 from ..fomm_networks import FommNetworks
 from ..nets import KPDetector, OcclusionAwareGenerator
 from .backends import BACKENDS
-from .fuse import enable_winograd, fuse_for_inference, mark_channels_last_output
+from .fuse import enable_winograd, enable_winograd_f2, fuse_for_inference, mark_channels_last_output
 from .tune import use_tuning
 
 if TYPE_CHECKING:
@@ -106,7 +106,8 @@ def float32_networks(model: FommModel) -> tuple[KPDetector, OcclusionAwareGenera
 
 def reduced_networks(model: FommModel, dtype: torch.dtype) -> tuple[KPDetector, OcclusionAwareGenerator]:
     """The fused networks with weights in ``dtype`` (channels-last), one copy per dtype. On a CPU that
-    emulates ``dtype``, the generator's output layer stays float32 (:class:`InFloat32`)."""
+    emulates ``dtype``, the generator's output layer stays float32 (:class:`InFloat32`); on one where F(2x2, 3x3)
+    pays in bfloat16, its wide layers run it untuned (:func:`~.fuse.enable_winograd_f2`)."""
     name = f"{dtype}-modules"
     if name not in model._inference:
         kp_detector, generator = float32_networks(model)
@@ -117,6 +118,9 @@ def reduced_networks(model: FommModel, dtype: torch.dtype) -> tuple[KPDetector, 
                        converted_copy(generator, dtype, keep=generator.final if emulated else None))
         if emulated:
             reduced.final = InFloat32(reduced.final)
+        if dtype == torch.bfloat16 and model.device.type == "cpu":
+            enable_winograd_f2(kp_detector)
+            enable_winograd_f2(reduced)
         model._inference[name] = (kp_detector, reduced)
     return model._inference[name]
 

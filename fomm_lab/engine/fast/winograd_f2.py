@@ -15,8 +15,9 @@ B^T and A^T hold only 0 and +-1, so the transforms here are sums and differences
 channels-last map (whole channel vectors, at memory speed) instead of matrix products, which the float32
 Winograd of :mod:`.winograd` uses and which in bfloat16 cost as much as the convolution itself. The
 transformed tiles and their products are rounded to the map's precision: the result is within a few rounding
-steps of the direct convolution (tests/engine/test_winograd_f2.py bounds it). Which layers it pays on depends on
-the CPU, so only the tuner chooses it (:mod:`.tune`; docs/performance.md measures it).
+steps of the direct convolution (tests/engine/test_winograd_f2.py bounds it). Where it pays depends on the
+CPU: the untuned rule runs it on wide layers of CPUs with AVX512-BF16 and no AMX
+(:func:`~.conv.winograd_f2_by_default`), the tuner per layer on any (:mod:`.tune`; docs/performance.md measures it).
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-BAND_TILES = 1024
+BAND_TILES = 256
 """Tiles (N x tile columns x tile rows) transformed and multiplied together, a band of tile rows at a time (at
-least one row): the band's intermediates take 16 x BAND_TILES x channels values (16 MB at 512 channels) instead of
-growing with the map, and are as fast or faster than one pass (docs/performance.md)."""
+least one row): the band's intermediates take 16 x BAND_TILES x channels values (4 MB at 512 channels) instead of
+growing with the map; bands of 128 to 1024 tiles run within 10 % of each other (docs/performance.md), and the
+smaller ones keep the peak memory lower."""
 
 KERNEL_TRANSFORM = torch.tensor([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]],
                                 dtype=torch.float64)

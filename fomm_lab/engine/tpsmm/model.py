@@ -209,15 +209,17 @@ class TpsmmModel(MotionModel):
         """The keypoint detector, dense motion and inpainting networks as inference runs them, made once per
         precision. The dense motion and inpainting networks in their exact inference form
         (:mod:`fomm_lab.engine.fast.tpsmm`): float32 with Winograd's convolutions on the CPU; bfloat16 / float16 a
-        channels-last copy of the float32 form with the convolutions' weights in that precision (norms float32).
-        The keypoint detector is always the paper's float32 network, its batch norms unfolded: the TPS solve
-        amplifies its rounding into the frames, and folding costs accuracy for no measurable time
-        (docs/performance.md); with the reduced precisions, whose frames come channels-last, a copy with its
-        weights channels-last (the convolutions would otherwise convert them on every call) and its convolutions
-        as :class:`~fomm_lab.engine.fast.conv.FusedConv` (nothing folded; open to the tuner's forms)."""
+        channels-last copy of the float32 form with the convolutions' weights in that precision (norms float32;
+        bfloat16 runs the wide 3x3 layers by F(2x2, 3x3) on CPUs where it pays,
+        :func:`~fomm_lab.engine.fast.fuse.enable_winograd_f2`). The keypoint detector is always the paper's
+        float32 network, its batch norms unfolded: the TPS solve amplifies its rounding into the frames, and
+        folding costs accuracy for no measurable time (docs/performance.md); with the reduced precisions, whose
+        frames come channels-last, a copy with its weights channels-last (the convolutions would otherwise convert
+        them on every call) and its convolutions as :class:`~fomm_lab.engine.fast.conv.FusedConv` (nothing
+        folded; open to the tuner's forms)."""
         key = f"{dtype}-modules"
         if key not in self._inference:
-            from ..fast.fuse import enable_winograd
+            from ..fast.fuse import enable_winograd, enable_winograd_f2
             from ..fast.tpsmm import convolutions_as_fused, fuse_tpsmm
             from ..fast.variants import converted_copy
 
@@ -234,6 +236,9 @@ class TpsmmModel(MotionModel):
                 # open to the exact forms (Winograd left out: slower than direct on its narrow layers)
                 detector = converted_copy(convolutions_as_fused(kp_detector), torch.float32)
                 modules = [detector, converted_copy(dense, dtype), converted_copy(inpainting, dtype)]
+                if dtype == torch.bfloat16 and self.device.type == "cpu":
+                    for module in modules[1:]:
+                        enable_winograd_f2(module)  # where it pays on this CPU
             self._inference[key] = tuple(modules)
         return self._inference[key]
 

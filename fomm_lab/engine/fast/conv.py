@@ -66,7 +66,7 @@ hourglasses' 1024- and 2048-channel layers, on small maps here, would add 17-34 
 def winograd_f2_by_default(cpu: CpuInfo | None = None) -> bool:
     """True on a CPU (this one by default) with native bfloat16 vector products (AVX512-BF16) but no AMX: there the
     direct bfloat16 convolution runs at the vector units' rate and F(2x2, 3x3)'s 2.25x fewer products pay on wide
-    layers (1.4-1.8x, docs/performance.md). With AMX the direct convolution's tile products are several times
+    layers (1.3-1.8x, docs/performance.md). With AMX the direct convolution's tile products are several times
     faster and unmeasured against it; without native bfloat16 the precision is emulated and bfloat16 is not the
     default. Either way the tuner can still choose it per layer."""
     flags = set((cpu or cpu_info()).flags)
@@ -206,9 +206,9 @@ class FusedConv(nn.Module):
     def default_form(self, x: torch.Tensor) -> str:
         """The untuned rule: ``taps`` where it applies (measured faster in both precisions and layouts);
         ``winograd_f2`` where :meth:`enable_winograd_f2` allowed it and it applies, on maps of at least
-        :data:`WINOGRAD_MIN_PIXELS`; ``winograd`` where it applies on
-        outputs of :data:`WINOGRAD_MIN_PIXELS` to :data:`WINOGRAD_MAX_PIXELS` pixels (no upper bound for wide 3x3
-        layers, :data:`WINOGRAD_WIDE_CHANNELS`); else ``direct``."""
+        :data:`WINOGRAD_MIN_PIXELS`; ``winograd`` where it applies on outputs of :data:`WINOGRAD_MIN_PIXELS` to
+        :data:`WINOGRAD_MAX_PIXELS` pixels (no upper bound for wide 3x3 layers, :data:`WINOGRAD_WIDE_CHANNELS`);
+        else ``direct``."""
         if self.taps_applies(x):
             return "taps"
         if self.winograd_f2_untuned and x.shape[2] * x.shape[3] >= WINOGRAD_MIN_PIXELS and self.winograd_f2_applies(x):

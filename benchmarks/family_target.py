@@ -94,7 +94,7 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     for mode, ours, theirs, runs in medians(results):
-        verdict = "met" if ours >= theirs else f"missed by {100 * (1 - ours / theirs):.0f} %"
+        verdict = "met" if ours >= theirs else f"missed by {100 * (1 - ours / theirs):.1f} %"
         print(f"{mode:32} {ours:9.2f}x {theirs:9.2f}x  {verdict}" + (f" ({runs} runs)" if runs != args.runs else ""))
 
 

@@ -18,10 +18,12 @@ import sys
 import time
 
 LAYERS = (  # (kernel, in channels, out channels, output side)
-    (3, 256, 256, 128), (3, 512, 512, 64), (3, 128, 128, 128), (3, 256, 256, 64),
-    (3, 64, 64, 256), (3, 64, 64, 128), (2, 512, 1024, 32), (2, 128, 256, 128),
+    (3, 256, 256, 128), (3, 512, 512, 64), (3, 512, 512, 32), (3, 256, 256, 64), (3, 128, 128, 128),
+    (3, 64, 64, 256), (3, 64, 64, 128), (2, 512, 1024, 32), (2, 512, 512, 64), (2, 256, 512, 64),
+    (2, 256, 256, 32), (2, 128, 256, 128),
 )
 BANDS = (16, 32, 64, 128, 256)
+ONEDNN_BANDS = (16, 32, 64)
 
 
 def median_ms(call, repeats: int) -> float:
@@ -52,6 +54,8 @@ def layer_times(r: int, cin: int, cout: int, side: int, repeats: int) -> dict[st
              "whole": median_ms(lambda: plan(x, kernels, bias, padding, band_tiles=side * side), repeats)}
     for band in BANDS:
         cells[f"{band}"] = median_ms(lambda band=band: plan(x, kernels, bias, padding, band_tiles=band), repeats)
+    for band in ONEDNN_BANDS:
+        cells[f"oneDNN {band}"] = median_ms(lambda band=band: plan.tile_major(x, kernels, bias, padding, band), repeats)
     return cells
 
 
@@ -63,13 +67,15 @@ def main() -> int:
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     import torch
 
+    from fomm_lab.allocator import keep_freed_blocks
     from fomm_lab.device import cpu_info
     from fomm_lab.engine.fast.winograd import BAND_TILES
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    keep_freed_blocks()  # as the command line and the lab do: large buffers reused, not mapped afresh per call
     print(f"{cpu_info().describe()}, {args.threads} thread(s), torch {torch.__version__}, median of {args.repeats}, ms")
-    heads = ["direct", "whole"] + [f"{b}" for b in BANDS]
+    heads = ["direct", "whole"] + [f"{b}" for b in BANDS] + [f"oneDNN {b}" for b in ONEDNN_BANDS]
     print("| layer @ output | " + " | ".join(heads) + " |")
     print("|---|" + "---:|" * len(heads))
     with torch.inference_mode():

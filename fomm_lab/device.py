@@ -41,10 +41,12 @@ CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_b
 @dataclass(frozen=True)
 class CpuInfo:
     """This CPU as the speed choices see it: ``model`` (the model name of /proc/cpuinfo, or the platform's
-    processor name) and the :data:`CPU_FLAGS` it has."""
+    processor name), the :data:`CPU_FLAGS` it has and its ``vendor`` (/proc/cpuinfo's vendor_id,
+    ``AuthenticAMD`` or ``GenuineIntel``; empty where unknown)."""
 
     model: str
     flags: tuple[str, ...]
+    vendor: str = ""
 
     def describe(self) -> str:
         """``AMD EPYC (avx2 avx512f avx512_bf16)``: the model and its relevant flags, for tables and logs."""
@@ -52,17 +54,20 @@ class CpuInfo:
 
 
 def cpu_info() -> CpuInfo:
-    """This CPU's model name and relevant flags (from /proc/cpuinfo; elsewhere the platform's name, no flags)."""
-    model, flags = "", set[str]()
+    """This CPU's model name, relevant flags and vendor (from /proc/cpuinfo; elsewhere the platform's name, no flags,
+    no vendor)."""
+    model, vendor, flags = "", "", set[str]()
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
             for line in fh:
                 key, _, value = line.partition(":")
                 if key.strip() == "model name" and not model:
                     model = " ".join(value.split())
+                elif key.strip() == "vendor_id" and not vendor:
+                    vendor = value.strip()
                 elif key.strip() == "flags" and not flags:
                     flags = set(value.split())
-                if model and flags:
+                if model and vendor and flags:
                     break
     except OSError:
         pass
@@ -70,7 +75,7 @@ def cpu_info() -> CpuInfo:
         import platform
 
         model = platform.processor() or platform.machine() or "unknown CPU"
-    return CpuInfo(model, tuple(f for f in CPU_FLAGS if f in flags))
+    return CpuInfo(model, tuple(f for f in CPU_FLAGS if f in flags), vendor)
 
 
 def cpu_has_native_bfloat16() -> bool:

@@ -63,6 +63,23 @@ WINOGRAD_F2_MAX_KERNEL_ELEMENTS = 16 * 512 * 512
 hourglasses' 1024- and 2048-channel layers, on small maps here, would add 17-34 MB each)."""
 
 
+WINOGRAD_ONEDNN_MIN_CHANNELS = 256
+"""Where :func:`winograd_onednn_by_default`, the untuned rule's Winograd layers of at least this many input channels
+run in the tile-major form with oneDNN's products (``winograd_onednn``), on maps of any size from
+:data:`WINOGRAD_MIN_PIXELS`: on the AMD EPYC every such layer of both families measured 1.1-1.4x faster than in
+bands (3x3 and 2x2 kernels; a 2x2 256-channel layer at 128x128 1.1x faster than direct), the 128-channel ones no
+faster or slower on small maps and the 64-channel ones slower, their products too short to repay the whole map's
+buffers (docs/performance.md)."""
+
+
+def winograd_onednn_by_default(cpu: CpuInfo | None = None) -> bool:
+    """True on an AMD CPU (this one by default): there MKL's batched float32 products, which the banded Winograd
+    form uses, run at 70-80 GFLOP/s on the wide layers' shapes where oneDNN's inner products reach 100 (1 thread,
+    AVX512-BF16 EPYC), so the untuned rule runs wide layers in the tile-major form (``winograd_onednn``). On Intel
+    CPUs, where MKL's products are fast, the banded form stays the rule; the tuner measures both on any CPU."""
+    return (cpu or cpu_info()).vendor == "AuthenticAMD"
+
+
 def winograd_f2_by_default(cpu: CpuInfo | None = None) -> bool:
     """True on a CPU (this one by default) with native bfloat16 vector products (AVX512-BF16) but no AMX: there the
     direct bfloat16 convolution runs at the vector units' rate and F(2x2, 3x3)'s 2.25x fewer products pay on wide
@@ -73,7 +90,7 @@ def winograd_f2_by_default(cpu: CpuInfo | None = None) -> bool:
     return "avx512_bf16" in flags and not flags & {"amx_tile", "amx_bf16"}
 
 
-FORMS = ("direct", "winograd", "channels_last", "contiguous", "packed", "taps", "winograd_f2")
+FORMS = ("direct", "winograd", "channels_last", "contiguous", "packed", "taps", "winograd_f2", "winograd_onednn")
 """The exact forms a fused convolution can run (all compute the same convolution; they differ in float rounding
 only): ``direct``, oneDNN's convolution in the input's own memory layout; ``winograd``, Winograd's minimal
 filtering (:mod:`.winograd`; float32 on the CPU, where :meth:`FusedConv.enable_winograd` allowed it);
@@ -84,7 +101,9 @@ shape and kept (:meth:`FusedConv.packed_applies`); ``taps``, for layers of a few
 product per input pixel and tap and the taps' shifted sums (:mod:`.taps`, :meth:`FusedConv.taps_applies`);
 ``winograd_f2``, Winograd's F(2x2, 3x3) for bfloat16 channels-last 3x3 layers (:mod:`.winograd_f2`,
 :meth:`FusedConv.winograd_f2_applies`; the untuned rule's on wide layers where :meth:`FusedConv.enable_winograd_f2`
-allowed it, else tuned only)."""
+allowed it, else tuned only); ``winograd_onednn``, the same float32 Winograd in its tile-major form with oneDNN's
+products (:meth:`.WinogradPlan.tile_major`, :meth:`FusedConv.winograd_onednn_applies`; the untuned rule's on wide
+layers where :meth:`FusedConv.enable_winograd` was asked for it, else tuned only)."""
 
 
 def input_signature(x: torch.Tensor) -> tuple[tuple[int, ...], torch.dtype, bool, torch.dtype | None]:
@@ -129,6 +148,7 @@ class FusedConv(nn.Module):
         self.packed_weights: dict[tuple, torch.Tensor] = {}
         self.winograd_f2_kernels: torch.Tensor | None = None
         self.winograd_f2_untuned = False
+        self.winograd_onednn_untuned = False
         self.forms: dict[tuple, str] | None = None
 
     @classmethod
@@ -147,9 +167,12 @@ class FusedConv(nn.Module):
         state = super().__getstate__()
         return {**state, "winograd_kernels": None, "packed_weights": {}, "winograd_f2_kernels": None}
 
-    def enable_winograd(self) -> bool:
+    def enable_winograd(self, onednn_products: bool = False) -> bool:
         """Allow Winograd's algorithm when this convolution has a square 3x3 or 2x2 float32 kernel, symmetric
-        padding and a kernel transform of at most :data:`WINOGRAD_MAX_KERNEL_ELEMENTS`; True when it does."""
+        padding and a kernel transform of at most :data:`WINOGRAD_MAX_KERNEL_ELEMENTS`; True when it does.
+        ``onednn_products``: the untuned rule runs it in the tile-major form (``winograd_onednn``) when the layer
+        has at least :data:`WINOGRAD_ONEDNN_MIN_CHANNELS` input channels (its callers ask for it where
+        :func:`winograd_onednn_by_default`)."""
         cout, cin, kh, kw = self.weight.shape
         if kh != kw or kh not in (2, 3) or not isinstance(self.padding, int):
             return False
@@ -159,6 +182,7 @@ class FusedConv(nn.Module):
         if plan_size > WINOGRAD_MAX_KERNEL_ELEMENTS or self.weight.dtype != torch.float32:
             return False
         self.winograd = WinogradPlan(kh, device=self.weight.device)
+        self.winograd_onednn_untuned = onednn_products and cin >= WINOGRAD_ONEDNN_MIN_CHANNELS
         return True
 
     def winograd_applies(self, x: torch.Tensor) -> bool:
@@ -167,6 +191,11 @@ class FusedConv(nn.Module):
         if self.winograd is None or self.weight.dtype != torch.float32 or x.dtype != torch.float32:
             return False
         return x.device.type == "cpu" and x.dim() == 4 and not torch.is_autocast_enabled("cpu") and not plain_ops()
+
+    def winograd_onednn_applies(self, x: torch.Tensor) -> bool:
+        """True when the tile-major Winograd form can compute this call: :meth:`winograd_applies`, eager (not
+        compiling: graphs keep the functional form) and oneDNN available."""
+        return self.winograd_applies(x) and _eager_cpu(x) and torch.backends.mkldnn.is_available()
 
     def packed_applies(self, x: torch.Tensor) -> bool:
         """True when this call can run with packed weights: a 4-D CPU input in the weights' precision (or cast to
@@ -207,8 +236,9 @@ class FusedConv(nn.Module):
         """The untuned rule: ``taps`` where it applies (measured faster in both precisions and layouts);
         ``winograd_f2`` where :meth:`enable_winograd_f2` allowed it and it applies, on maps of at least
         :data:`WINOGRAD_MIN_PIXELS`; ``winograd`` where it applies on outputs of :data:`WINOGRAD_MIN_PIXELS` to
-        :data:`WINOGRAD_MAX_PIXELS` pixels (no upper bound for wide 3x3 layers, :data:`WINOGRAD_WIDE_CHANNELS`);
-        else ``direct``."""
+        :data:`WINOGRAD_MAX_PIXELS` pixels (no upper bound for wide 3x3 layers, :data:`WINOGRAD_WIDE_CHANNELS`),
+        as ``winograd_onednn`` where :meth:`enable_winograd` was asked for it on this layer and it applies (then
+        with no upper bound either, 2x2 layers included); else ``direct``."""
         if self.taps_applies(x):
             return "taps"
         if self.winograd_f2_untuned and x.shape[2] * x.shape[3] >= WINOGRAD_MIN_PIXELS and self.winograd_f2_applies(x):
@@ -218,7 +248,10 @@ class FusedConv(nn.Module):
         pad, r = self.padding if isinstance(self.padding, int) else 0, self.weight.shape[-1]
         pixels = (x.shape[2] + 2 * pad - r + 1) * (x.shape[3] + 2 * pad - r + 1)
         wide = r == 3 and self.weight.shape[1] >= WINOGRAD_WIDE_CHANNELS
-        return "winograd" if WINOGRAD_MIN_PIXELS <= pixels and (wide or pixels <= WINOGRAD_MAX_PIXELS) else "direct"
+        tile_major = self.winograd_onednn_untuned and self.winograd_onednn_applies(x)
+        if pixels < WINOGRAD_MIN_PIXELS or (pixels > WINOGRAD_MAX_PIXELS and not (wide or tile_major)):
+            return "direct"
+        return "winograd_onednn" if tile_major else "winograd"
 
     def form(self, x: torch.Tensor) -> str:
         """The form this call runs (:data:`FORMS`): the tuned one for this input where :attr:`forms` has it (and
@@ -228,12 +261,13 @@ class FusedConv(nn.Module):
             if (tuned == "winograd" and self.winograd_applies(x)) or (tuned == "packed" and self.packed_applies(x)) \
                     or (tuned == "taps" and self.taps_applies(x)) \
                     or (tuned == "winograd_f2" and self.winograd_f2_applies(x)) \
+                    or (tuned == "winograd_onednn" and self.winograd_onednn_applies(x)) \
                     or tuned in ("direct", "channels_last", "contiguous"):
                 return tuned
         return self.default_form(x)
 
     def _use_winograd(self, x: torch.Tensor) -> bool:
-        return self.form(x) == "winograd"
+        return self.form(x) in ("winograd", "winograd_onednn")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         form = self.form(x)
@@ -241,16 +275,15 @@ class FusedConv(nn.Module):
             return self._direct(x.contiguous(memory_format=torch.channels_last)).contiguous()
         if form == "contiguous":
             return self._direct(x.contiguous()).contiguous(memory_format=torch.channels_last)
-        if form == "winograd":
+        if form in ("winograd", "winograd_onednn"):
             plan = self.winograd
             assert plan is not None and isinstance(self.padding, int)  # enable_winograd allows symmetric padding only
             if torch.compiler.is_compiling():
-                kernels = plan.kernels(self.weight)  # in the graph, freed after use
-            else:
-                if self.winograd_kernels is None:
-                    self.winograd_kernels = plan.kernels(self.weight)
-                kernels = self.winograd_kernels
-            return plan(x, kernels, self.bias, self.padding)
+                return plan(x, plan.kernels(self.weight), self.bias, self.padding)  # in the graph, freed after use
+            if self.winograd_kernels is None:
+                self.winograd_kernels = plan.kernels(self.weight)
+            run = plan.tile_major if form == "winograd_onednn" else plan
+            return run(x, self.winograd_kernels, self.bias, self.padding)
         if form == "packed":
             return self._packed(x)
         if form == "taps":

@@ -40,7 +40,7 @@ from torch import nn
 from ...device import CpuInfo
 from ..nets.blocks import AntiAliasInterpolation2d, DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d
 from ..nets.keypoint_detector import KPDetector
-from .conv import FusedConv, fold_batchnorm, plain_ops, taps_conv, winograd_f2_by_default
+from .conv import FusedConv, fold_batchnorm, plain_ops, taps_conv, winograd_f2_by_default, winograd_onednn_by_default
 from .inplace import relu_
 from .mobile import MOBILE_REWRITES
 
@@ -278,10 +278,12 @@ def fuse_for_inference(module: nn.Module, *, inplace: bool = False) -> nn.Module
     return fused.eval().requires_grad_(False)
 
 
-def enable_winograd(module: nn.Module) -> int:
+def enable_winograd(module: nn.Module, cpu: CpuInfo | None = None) -> int:
     """Allow Winograd's algorithm in the float32 fused convolutions under ``module`` that can use it
-    (:meth:`FusedConv.enable_winograd`; their transforms are made on first use); returns how many."""
-    return sum(1 for m in module.modules() if isinstance(m, FusedConv) and m.enable_winograd())
+    (:meth:`FusedConv.enable_winograd`; their transforms are made on first use), the wide ones in the tile-major
+    form on a CPU (this one by default) where :func:`~.conv.winograd_onednn_by_default`; returns how many."""
+    onednn = winograd_onednn_by_default(cpu)
+    return sum(1 for m in module.modules() if isinstance(m, FusedConv) and m.enable_winograd(onednn))
 
 
 def enable_winograd_f2(module: nn.Module, cpu: CpuInfo | None = None) -> int:

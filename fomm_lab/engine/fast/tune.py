@@ -294,10 +294,13 @@ def candidate_forms(module: FusedConv, x: torch.Tensor) -> tuple[str, ...]:
     """The exact forms worth measuring for ``module`` on ``x``: ``direct``; ``winograd`` where it applies; the
     other memory layout (``channels_last`` for an NCHW input, ``contiguous`` for a channels-last one); ``packed``
     where it applies, on inputs of at most :data:`~.conv.PACKED_MAX_PIXELS` pixels; ``taps`` where it applies
-    (layers of a few output channels); ``winograd_f2`` where it applies (bfloat16 channels-last 3x3 layers)."""
+    (layers of a few output channels); ``winograd_f2`` where it applies (bfloat16 channels-last 3x3 layers);
+    ``winograd_onednn`` where it applies (the float32 Winograd layers, tile-major)."""
     forms = ["direct"]
     if module.winograd_applies(x):
         forms.append("winograd")
+    if module.winograd_onednn_applies(x):
+        forms.append("winograd_onednn")
     forms.append("contiguous" if input_signature(x)[2] else "channels_last")
     if x.shape[2] * x.shape[3] <= PACKED_MAX_PIXELS and module.packed_applies(x):
         forms.append("packed")

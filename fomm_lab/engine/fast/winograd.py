@@ -67,6 +67,11 @@ again (the 2x2 phase kernels of the up-blocks are the widest, hence their larger
 measures it."""
 
 
+TILE_MAJOR_BAND_TILES = 32
+"""Tiles per band of :meth:`WinogradPlan.tile_major`'s transforms (its products take the whole map at once): 16 to
+64 measured within a few percent of each other (docs/performance.md)."""
+
+
 class WinogradPlan:
     """The transforms of F(m x m, r x r), for r x r kernels (float32, on ``device``).
 
@@ -101,27 +106,67 @@ class WinogradPlan:
         at least one row; None: :data:`BAND_TILES`), so that each band's transformed tiles and products stay in
         the CPU's cache instead of making three round trips through memory; every output pixel is the same sum
         either way."""
-        m, n, r = self.m, self.n, self.r
-        batch, cin, h, w = x.shape
-        ho, wo = h + 2 * padding - r + 1, w + 2 * padding - r + 1
-        th, tw = -(-ho // m), -(-wo // m)
-        padded = F.pad(x, (padding, m * tw + r - 1 - w - padding, padding, m * th + r - 1 - h - padding))
-        tiles = padded.unfold(2, n, m).unfold(3, n, m)  # (N, Cin, th, tw, n, n), a view
+        m = self.m
+        batch, _, ho, wo, tiles = self._tiles(x, padding)
+        th, tw = tiles.shape[2:4]
         cout = kernels.shape[1]
         if torch.compiler.is_compiling():  # functional form, in one piece, for the compiler to fuse
             spatial = self._band(tiles, kernels)
             out = spatial if bias is None else spatial + bias.view(1, -1, 1, 1, 1, 1)
             return out.reshape(batch, cout, th * m, tw * m)[:, :, :ho, :wo]
         out = torch.empty(batch, cout, th, m, tw, m, dtype=x.dtype, device=x.device)
-        rows = max(1, min(th, (band_tiles or BAND_TILES[r]) // (batch * tw)))
+        rows = self._band_rows(tiles, band_tiles)
         for start in range(0, th, rows):
-            spatial = self._band(tiles[:, :, start:start + rows], kernels)
-            band = out[:, :, start:start + rows]
-            if bias is not None:
-                torch.add(spatial, bias.view(1, -1, 1, 1, 1, 1), out=band)  # the interleaving copy adds the bias
-            else:
-                band.copy_(spatial)
+            _interleave(self._band(tiles[:, :, start:start + rows], kernels), bias, out[:, :, start:start + rows])
         return out.view(batch, cout, th * m, tw * m)[:, :, :ho, :wo]
+
+    def tile_major(self, x: torch.Tensor, kernels: torch.Tensor, bias: torch.Tensor | None, padding: int,
+                   band_tiles: int | None = None) -> torch.Tensor:
+        """The same convolution as :meth:`__call__` (eager, float32 CPU input, oneDNN available), laid out for the
+        products instead of the cache: the input transform V of every tile goes, a band at a time, into one
+        tile-major (n*n, tiles, Cin) buffer; the products are one oneDNN inner product per tile position,
+        V[t] (tiles, Cin) @ U[t]^T -> M[t] (tiles, Cout), with all of the map's tiles as the rows; the output
+        transform and interleaving go a band at a time again. On wide layers this pays: MKL's batched products run
+        slowly on AMD CPUs, worst with the few tiles of a band as their columns (docs/performance.md, "Winograd's
+        products by oneDNN")."""
+        m, n = self.m, self.n
+        batch, cin, ho, wo, tiles = self._tiles(x, padding)
+        th, tw = tiles.shape[2:4]
+        cout, count = kernels.shape[1], batch * th * tw
+        rows = self._band_rows(tiles, band_tiles or TILE_MAJOR_BAND_TILES)
+        transformed = torch.empty(n * n, count, cin, dtype=x.dtype, device=x.device)
+        flat = transformed.view(n * n, count * cin)
+        for start in range(0, th, rows):
+            stop = min(th, start + rows)
+            band = tiles[:, :, start:stop].permute(4, 5, 0, 2, 3, 1).reshape(n * n, -1)  # (n*n, N*rows*tw*Cin)
+            torch.mm(self.input_transform, band, out=flat[:, batch * start * tw * cin:batch * stop * tw * cin])
+        per_position = [torch.ops.mkldnn._linear_pointwise(transformed[t], kernels[t], None, "none", [], "")
+                        for t in range(n * n)]
+        del transformed, flat  # freed before the stacking copy: two maps of products' size alive at a time, not three
+        products = torch.stack(per_position).view(n * n, count * cout)
+        del per_position
+        out = torch.empty(batch, cout, th, m, tw, m, dtype=x.dtype, device=x.device)
+        for start in range(0, th, rows):
+            stop = min(th, start + rows)
+            band = products[:, batch * start * tw * cout:batch * stop * tw * cout]
+            spatial = (self.output_transform @ band).view(m, m, batch, stop - start, tw, cout)
+            _interleave(spatial.permute(2, 5, 3, 0, 4, 1), bias, out[:, :, start:stop])
+        return out.view(batch, cout, th * m, tw * m)[:, :, :ho, :wo]
+
+    def _tiles(self, x: torch.Tensor, padding: int) -> tuple[int, int, int, int, torch.Tensor]:
+        """(N, Cin, H, W) ``x`` -> N, Cin, the output's height and width, and the (N, Cin, tile rows, tile
+        columns, n, n) view of its zero-padded copy (the last tiles overhang the output, padded with zeros)."""
+        m, n, r = self.m, self.n, self.r
+        batch, cin, h, w = x.shape
+        ho, wo = h + 2 * padding - r + 1, w + 2 * padding - r + 1
+        th, tw = -(-ho // m), -(-wo // m)
+        padded = F.pad(x, (padding, m * tw + r - 1 - w - padding, padding, m * th + r - 1 - h - padding))
+        return batch, cin, ho, wo, padded.unfold(2, n, m).unfold(3, n, m)
+
+    def _band_rows(self, tiles: torch.Tensor, band_tiles: int | None) -> int:
+        """Tile rows per band: about ``band_tiles`` tiles (None: :data:`BAND_TILES`), at least one row."""
+        batch, _, th, tw = tiles.shape[:4]
+        return max(1, min(th, (band_tiles or BAND_TILES[self.r]) // (batch * tw)))
 
     def _band(self, tiles: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
         """(N, Cin, rows, tw, n, n) input tiles -> (N, Cout, rows, m, tw, m) output tiles (a permuted view)."""
@@ -132,3 +177,12 @@ class WinogradPlan:
         products = torch.bmm(kernels, transformed)  # (n*n, Cout, N*rows*tw)
         spatial = (self.output_transform @ products.view(n * n, -1)).view(m, m, -1, batch, rows, tw)
         return spatial.permute(3, 2, 4, 0, 5, 1)
+
+
+def _interleave(spatial: torch.Tensor, bias: torch.Tensor | None, out: torch.Tensor) -> None:
+    """Copy (N, Cout, rows, m, tw, m) output tiles (a permuted view) into ``out``, their place in the output map,
+    adding ``bias`` (Cout,) on the way when given."""
+    if bias is not None:
+        torch.add(spatial, bias.view(1, -1, 1, 1, 1, 1), out=out)
+    else:
+        out.copy_(spatial)

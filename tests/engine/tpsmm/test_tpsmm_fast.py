@@ -17,6 +17,7 @@ from fomm_lab.engine.fast.tpsmm import (
     InpaintingInference,
     NormUpBlock,
     SubpixelNormUpBlock,
+    channel_statistics,
     fuse_tpsmm,
     instance_norm,
 )
@@ -130,13 +131,26 @@ def test_instance_norm_of_one_image_equals_the_module_and_keeps_the_layout():
         norm.weight.uniform_(0.5, 1.5)
         norm.bias.normal_()
     x = torch.randn(1, 16, 12, 10) * 3 + 1
-    assert torch.equal(instance_norm(norm, x), norm(x))
+    torch.testing.assert_close(instance_norm(norm, x), norm(x), atol=2e-6, rtol=0)  # float32: two-pass statistics
     last = x.bfloat16().contiguous(memory_format=torch.channels_last)
     out = instance_norm(norm, last)
     assert out.dtype == torch.bfloat16 and out.is_contiguous(memory_format=torch.channels_last)
     assert float((out.float() - norm(x)).abs().max()) < 0.05  # bfloat16 rounding of values up to ~4
     batch = torch.randn(3, 16, 12, 10)
     assert torch.equal(instance_norm(norm, batch), norm(batch))
+
+
+def test_channel_statistics_are_exact_even_far_from_zero():
+    """The two-pass statistics of the float32 instance norm: the mean and the variance of each channel as float64
+    computes them, also for values whose mean is thousands of times their spread (where E[x^2] - E[x]^2 would lose
+    every digit)."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.cat([torch.randn(1, 4, 64, 64, generator=g) * 3 + 1, torch.randn(1, 4, 64, 64, generator=g) * 0.01 + 50])
+    x = x.view(1, 8, 64, 64)
+    mean, var = channel_statistics(x)
+    exact = x.double().view(8, -1)
+    torch.testing.assert_close(mean.double(), exact.mean(1), atol=1e-5, rtol=1e-6)
+    torch.testing.assert_close(var.double(), exact.var(1, unbiased=False), atol=0, rtol=1e-4)
 
 
 def test_inference_decoder_equals_the_papers_and_stays_in_the_reduced_precision(model):

@@ -2,9 +2,11 @@
 
 For each layer of the table (the wide layers of FOMM's and TPSMM's networks), 1 thread by default, batch 1, float32,
 NCHW: median ms of --repeats calls of ``F.conv2d`` (direct, oneDNN), of :class:`fomm_lab.engine.fast.winograd.
-WinogradPlan` with every tile in one band ("whole"), and with bands of 16 to 256 tiles. The shipped band sizes
-(``BAND_TILES``) are marked; the best column of each row is starred. docs/performance.md "Winograd in bands of tiles"
-holds the figures per CPU kind.
+WinogradPlan` with every tile in one band ("whole"), with bands of 16 to 256 tiles, and of its tile-major form with
+oneDNN's products (``WinogradPlan.tile_major``, "oneDNN 16" to "oneDNN 64": its transforms' band size). The shipped
+band sizes (``BAND_TILES``) are marked; the best column of each row is starred. Large freed blocks are kept for
+reuse, as the command line does (``fomm_lab.allocator``). docs/performance.md "Winograd in bands of tiles" and
+"Winograd's products by oneDNN" hold the figures per CPU kind.
 
 usage: python benchmarks/bench_winograd.py [--threads 1] [--repeats 5]
 """
@@ -38,7 +40,8 @@ def median_ms(call, repeats: int) -> float:
 
 def layer_times(r: int, cin: int, cout: int, side: int, repeats: int) -> dict[str, float]:
     """Median ms of one r x r convolution (cin -> cout channels, side x side output, batch 1, float32): direct,
-    Winograd in one band ("whole") and in bands of each size of :data:`BANDS` tiles."""
+    Winograd in one band ("whole"), in bands of each size of :data:`BANDS` tiles, and tile-major with transform bands
+    of each size of :data:`ONEDNN_BANDS`."""
     import torch
     import torch.nn.functional as F
 
